@@ -1,0 +1,1 @@
+"""Non-language-model baselines every language-model path is compared with."""

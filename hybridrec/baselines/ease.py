@@ -1,0 +1,77 @@
+"""EASE (Steck 2019): a closed-form linear item-item model, strong on small catalogues."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from hybridrec.data.dataset import Dataset
+from hybridrec.recommender import Recommender
+
+logger = logging.getLogger(__name__)
+
+
+class CatalogueTooLargeError(ValueError):
+    """EASE was asked to invert a Gram matrix larger than its configured limit."""
+
+
+class EASERecommender(Recommender):
+    """Embarrassingly shallow autoencoder: ``B = I - P diagMat(1 / diag(P))``, ``P = (XᵀX + λI)⁻¹``.
+
+    Only items with training interactions enter the Gram matrix (others can never be
+    predicted by EASE and score 0). The inverse costs O(n³) time and O(n²) memory in the number
+    ``n`` of such items, so above ``max_items`` fitting refuses with
+    :class:`CatalogueTooLargeError` instead of exhausting memory.
+
+    Args:
+        l2: the L2 regularisation λ added to the Gram matrix diagonal.
+        max_items: largest item count EASE will invert (20,000 items need about 1.6 GB).
+
+    Example:
+        >>> import hybridrec as hr
+        >>> rec = hr.create("ease", l2=500.0)
+    """
+
+    name = "ease"
+
+    def __init__(self, l2: float = 500.0, max_items: int = 20_000) -> None:
+        super().__init__()
+        if l2 <= 0:
+            raise ValueError("l2 must be positive")
+        self.l2 = l2
+        self.max_items = max_items
+        self.items_: np.ndarray | None = None
+        self.weights_: np.ndarray | None = None
+
+    def _fit(self, train: Dataset) -> None:
+        x = train.matrix("binary").tocsc()
+        active = np.flatnonzero(np.diff(x.indptr) > 0)
+        n = len(active)
+        if n > self.max_items:
+            raise CatalogueTooLargeError(
+                f"EASE would invert a {n} x {n} matrix ({n * n * 4 / 1e9:.1f} GB per copy), above "
+                f"max_items={self.max_items}; raise max_items if the machine has the memory, "
+                "or use itemknn"
+            )
+        xa = x[:, active]
+        gram = (xa.T @ xa).toarray().astype(np.float64)
+        gram[np.diag_indices(n)] += self.l2
+        p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+        b = p / (-np.diag(p))[None, :]
+        b[np.diag_indices(n)] = 0.0
+        self.items_ = active.astype(np.int64)
+        self.weights_ = b.astype(np.float32)
+
+    def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+        scores = np.zeros((histories.shape[0], histories.shape[1]), dtype=np.float32)
+        scores[:, self.items_] = histories[:, self.items_] @ self.weights_
+        return scores
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"items": self.items_, "weights": self.weights_}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.items_, self.weights_ = arrays["items"], arrays["weights"]

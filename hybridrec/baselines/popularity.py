@@ -1,0 +1,42 @@
+"""Most popular items first: the baseline that is surprisingly hard to beat."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from hybridrec.data.dataset import Dataset
+from hybridrec.recommender import Recommender
+
+
+class PopularityRecommender(Recommender):
+    """Ranks items by how many training users interacted with (or liked) them.
+
+    Args:
+        liked_only: count only liked interactions (rating >= the dataset's like threshold).
+
+    Example:
+        >>> import hybridrec as hr
+        >>> rec = hr.create("popularity", liked_only=True)
+    """
+
+    name = "popularity"
+    personalised = False
+
+    def __init__(self, liked_only: bool = False) -> None:
+        super().__init__()
+        self.liked_only = liked_only
+        self.counts_: np.ndarray | None = None
+
+    def _fit(self, train: Dataset) -> None:
+        matrix = train.matrix("liked" if self.liked_only else "binary")
+        self.counts_ = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float32)
+
+    def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+        return np.broadcast_to(self.counts_, (len(users), len(self.counts_))).copy()
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts_}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.counts_ = arrays["counts"]

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, protocols and the benchmark harness."""

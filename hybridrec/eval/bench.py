@@ -1,0 +1,327 @@
+"""The benchmark harness: every recommender on every protocol, side by side, with statistics.
+
+One recommender's failure is recorded in its row and the others still run. Per-user metric
+arrays are kept (``per_user.npz``) so confidence intervals and paired tests can be recomputed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import logging
+import os
+import platform
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridrec.data.dataset import Dataset
+from hybridrec.eval import stats
+from hybridrec.eval.config import BenchConfig, RecommenderSpec
+from hybridrec.eval.cost import latency, measure
+from hybridrec.eval.protocols import Evaluation, FullRanking, PairwiseAUC, build_protocols
+from hybridrec.persistence import library_versions
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+def expand_recommenders(specs: tuple[RecommenderSpec, ...]) -> tuple[RecommenderSpec, ...]:
+    """Replace the special name ``all`` by every registered recommender with default params."""
+    from hybridrec.registry import available
+
+    out: list[RecommenderSpec] = []
+    for spec in specs:
+        if spec.name == "all":
+            out.extend(RecommenderSpec(name) for name in available())
+        else:
+            out.append(spec)
+    seen: dict[str, RecommenderSpec] = {}
+    for spec in out:
+        seen.setdefault(spec.label, spec)
+    return tuple(seen.values())
+
+
+def _create(spec: RecommenderSpec, seed: int) -> Any:
+    from hybridrec.registry import create, get
+
+    params = dict(spec.params)
+    cls = get(spec.name)
+    if "seed" in inspect.signature(cls.__init__).parameters:
+        params.setdefault("seed", seed)
+    return create(spec.name, **params)
+
+
+def git_commit() -> str | None:
+    """The commit of the hybridrec checkout, when it runs from one."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": library_versions(
+            "torch",
+            "transformers",
+            "sentence-transformers",
+            "faiss-cpu",
+            "peft",
+            "langchain-core",
+            "scikit-learn",
+        ),
+        "git_commit": git_commit(),
+    }
+
+
+def _summarise(
+    ev: Evaluation, baseline: Evaluation | None, resamples: int, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Means with bootstrap CIs, and paired tests against the baseline's per-user arrays."""
+    metrics: dict[str, Any] = {}
+    versus: dict[str, Any] = {}
+    for name, values in ev.per_user.items():
+        lo, hi = stats.bootstrap_ci(values, resamples=resamples, seed=seed)
+        valid = values[~np.isnan(values)]
+        metrics[name] = {
+            "mean": float(valid.mean()) if len(valid) else float("nan"),
+            "ci_low": lo,
+            "ci_high": hi,
+            "n": int(len(valid)),
+        }
+        if baseline is not None and name in baseline.per_user:
+            versus[name] = stats.paired_test(values, baseline.per_user[name])
+    for name, value in ev.scalars.items():
+        metrics[name] = {"mean": float(value), "ci_low": None, "ci_high": None, "n": None}
+    if ev.pairwise is not None:
+        scores, labels, users = ev.pairwise
+        lo, hi, p = _pairwise_bootstrap(ev.pairwise, baseline, resamples, seed)
+        metrics["auc"].update(ci_low=lo, ci_high=hi, n=int(len(np.unique(users))))
+        if baseline is not None and baseline.pairwise is not None:
+            from hybridrec.eval.metrics import global_auc
+
+            base_auc = global_auc(baseline.pairwise[0], labels)
+            versus["auc"] = {
+                "diff": float(global_auc(scores, labels) - base_auc),
+                "p_bootstrap": p,
+                "n": int(len(np.unique(users))),
+            }
+    return metrics, versus
+
+
+def _pairwise_bootstrap(
+    pairwise: tuple[np.ndarray, np.ndarray, np.ndarray],
+    baseline: Evaluation | None,
+    resamples: int,
+    seed: int,
+) -> tuple[float, float, float]:
+    """CI of the global AUC by resampling users; two-sided paired p-value against the baseline."""
+    from hybridrec.eval.metrics import global_auc
+
+    scores, labels, users = pairwise
+    base = baseline.pairwise[0] if baseline is not None and baseline.pairwise else None
+    groups = [np.flatnonzero(users == u) for u in np.unique(users)]
+    rng = np.random.default_rng(seed)
+    aucs, diffs = [], []
+    for _ in range(resamples):
+        idx = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+        if len(np.unique(labels[idx])) < 2:
+            continue
+        a = global_auc(scores[idx], labels[idx])
+        aucs.append(a)
+        if base is not None:
+            diffs.append(a - global_auc(base[idx], labels[idx]))
+    if not aucs:
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = np.quantile(aucs, [0.025, 0.975])
+    p = float("nan")
+    if diffs:
+        d = np.asarray(diffs)
+        p = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
+    return float(lo), float(hi), p
+
+
+def run_benchmark(
+    config: BenchConfig,
+    *,
+    progress: bool = False,
+    load: Callable[[str], Dataset] | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Run a benchmark; returns the results document and the per-user arrays.
+
+    Args:
+        config: what to run.
+        progress: show progress bars.
+        load: dataset loader (default :func:`hybridrec.load_dataset`).
+        on_row: called with each finished result row (the CLI prints them as they come).
+
+    Example:
+        >>> from hybridrec.eval.config import BenchConfig
+        >>> results, arrays = run_benchmark(BenchConfig.quick())  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    if load is None:
+        from hybridrec.data import load_dataset as load
+    specs = expand_recommenders(config.recommenders)
+    labels = [s.label for s in specs]
+    baseline_label = config.baseline if config.baseline in labels else None
+    started = time.time()
+    rows: list[dict[str, Any]] = []
+    arrays: dict[str, np.ndarray] = {}
+    protocol_docs: dict[str, dict[str, Any]] = {}
+    dataset_docs: dict[str, Any] = {}
+    for ds_name in config.datasets:
+        dataset = load(ds_name)
+        dataset_docs[ds_name] = dataset.info()
+        for seed in config.seeds:
+            protocols = build_protocols(dataset, config, seed)
+            groups: dict[str, list] = {}
+            for proto in protocols:
+                groups.setdefault(proto.fit_key, []).append(proto)
+                protocol_docs[proto.name] = proto.summary()
+            evaluations: dict[tuple[str, str], Evaluation] = {}
+            pending: list[dict[str, Any]] = []
+            for protos in groups.values():
+                desc = f"{ds_name} {protos[0].fit_key}"
+                for spec in tqdm(specs, disable=not progress, desc=desc):
+                    pending.extend(_run_one(spec, protos, seed, config, progress, evaluations))
+                for proto in protos:
+                    if isinstance(proto, PairwiseAUC):
+                        for label, ev in proto.rating_baselines().items():
+                            evaluations[(proto.name, label)] = ev
+                            pending.append(
+                                _row(
+                                    proto.name,
+                                    label,
+                                    label,
+                                    {},
+                                    seed,
+                                    status="ok",
+                                    kind="rating-baseline",
+                                )
+                            )
+            for row in pending:  # summaries need the baseline's evaluation, so they come last
+                row["dataset"] = ds_name
+                ev = evaluations.get((row["protocol"], row["recommender"]))
+                if ev is not None:
+                    base = evaluations.get((row["protocol"], baseline_label or ""))
+                    if row["recommender"] == baseline_label:
+                        base = None
+                    row["metrics"], row["vs_baseline"] = _summarise(
+                        ev, base, config.bootstrap, seed
+                    )
+                    key = f"{ds_name}|{row['protocol']}|seed={seed}|{row['recommender']}"
+                    for metric, values in ev.per_user.items():
+                        arrays[f"{key}|{metric}"] = values
+                    if ev.pairwise is not None:
+                        arrays[f"{key}|pair_scores"] = ev.pairwise[0]
+                        arrays[f"{key}|pair_labels"] = ev.pairwise[1]
+                        arrays[f"{key}|pair_users"] = ev.pairwise[2]
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "config": config.to_dict(),
+        "recommenders": [{"label": s.label, "name": s.name, "params": s.params} for s in specs],
+        "baseline": baseline_label,
+        "protocols": protocol_docs,
+        "datasets": dataset_docs,
+        "environment": environment(),
+        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
+        "duration_s": time.time() - started,
+        "rows": rows,
+    }
+    return results, arrays
+
+
+def _row(
+    protocol: str, label: str, name: str, params: dict[str, Any], seed: int, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "protocol": protocol,
+        "recommender": label,
+        "name": name,
+        "params": params,
+        "seed": seed,
+        "kind": "recommender",
+        "status": "ok",
+        "error": None,
+        "fit_time_s": None,
+        "fit_peak_mb": None,
+        "latency": None,
+        "metrics": {},
+        "vs_baseline": {},
+        **extra,
+    }
+
+
+def _run_one(
+    spec: RecommenderSpec,
+    protos: list,
+    seed: int,
+    config: BenchConfig,
+    progress: bool,
+    evaluations: dict[tuple[str, str], Evaluation],
+) -> list[dict[str, Any]]:
+    rows = [_row(p.name, spec.label, spec.name, spec.params, seed) for p in protos]
+    try:
+        rec = _create(spec, seed)
+        with measure() as usage:
+            rec.fit(protos[0].fit_data)
+    except Exception as err:  # noqa: BLE001 - one failure must not stop the benchmark
+        return [_failed(row, "fit", err) for row in rows]
+    for row, proto in zip(rows, protos, strict=True):
+        row["fit_time_s"], row["fit_peak_mb"] = usage.seconds, usage.peak_mb
+        try:
+            evaluations[(proto.name, spec.label)] = proto.evaluate(rec, progress=progress)
+            if isinstance(proto, FullRanking):
+                users = [str(u) for u in proto.dataset.user_ids[proto.users]]
+                n = min(len(users), config.latency_requests + config.latency_warmup)
+                sample = list(np.random.default_rng(seed).permutation(users)[:n])
+                k = min(config.k)
+                row["latency"] = latency(
+                    lambda u, k=k: rec.recommend(u, k=k),
+                    lambda us, k=k: rec.recommend_batch(us, k=k),
+                    sample,
+                    warmup=config.latency_warmup,
+                    batch_size=config.latency_batch,
+                )
+        except Exception as err:  # noqa: BLE001
+            _failed(row, "evaluate", err)
+    return rows
+
+
+def _failed(row: dict[str, Any], step: str, err: BaseException) -> dict[str, Any]:
+    logger.error("%s failed during %s: %s", row["recommender"], step, err)
+    row["status"] = "error"
+    row["error"] = f"{step}: {type(err).__name__}: {err}"
+    row["traceback"] = traceback.format_exc(limit=5)
+    return row

@@ -1,0 +1,154 @@
+"""Registry of recommenders: the built-ins plus plugins from the ``hybridrec.recommenders`` group.
+
+Plugins are discovered with :func:`importlib.metadata.entry_points` on first use and imported only
+when created. A plugin whose name clashes with another is refused; a plugin that fails to import
+raises an error naming it (never silently skipped).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from hybridrec.errors import HybridrecError, MissingDependencyError
+
+ENTRY_POINT_GROUP = "hybridrec.recommenders"
+
+#: name -> "module:attribute"; imported lazily
+BUILTINS: dict[str, str] = {
+    "random": "hybridrec.baselines.random:RandomRecommender",
+    "popularity": "hybridrec.baselines.popularity:PopularityRecommender",
+    "itemknn": "hybridrec.baselines.itemknn:ItemKNNRecommender",
+    "ease": "hybridrec.baselines.ease:EASERecommender",
+}
+
+#: top-level import name -> the pip requirement that provides it
+_INSTALL_HINTS = {
+    "torch": "torch==2.13.0 (CPU) or a CUDA build",
+    "transformers": "transformers",
+    "peft": "peft",
+    "faiss": "faiss-cpu (or faiss-gpu)",
+    "sentence_transformers": "sentence-transformers",
+    "langchain_core": "langchain-core",
+    "matplotlib": "matplotlib",
+}
+
+
+class RegistryError(HybridrecError, LookupError):
+    """Unknown name, duplicate name, or a plugin that cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered recommender: its name, ``module:attribute`` target and where it comes from."""
+
+    name: str
+    target: str
+    source: str  # "builtin" or "plugin:<distribution>"
+
+
+_lock = threading.Lock()
+_entries: dict[str, Entry] | None = None
+
+
+def _discover() -> dict[str, Entry]:
+    entries = {name: Entry(name, target, "builtin") for name, target in BUILTINS.items()}
+    seen_plugins: dict[tuple[str, str], str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else "unknown distribution"
+        if (ep.name, ep.value) in seen_plugins:  # the same distribution seen on two paths
+            continue
+        seen_plugins[(ep.name, ep.value)] = dist_name
+        if ep.name in entries:
+            other = entries[ep.name]
+            raise RegistryError(
+                f"recommender name {ep.name!r} from plugin {dist_name} ({ep.value}) is already "
+                f"registered by {other.source} ({other.target}); uninstall one of them"
+            )
+        entries[ep.name] = Entry(ep.name, ep.value, f"plugin:{dist_name}")
+    return entries
+
+
+def entries() -> dict[str, Entry]:
+    """All registered recommenders by name (discovering plugins on first call)."""
+    global _entries
+    with _lock:
+        if _entries is None:
+            _entries = _discover()
+        return dict(_entries)
+
+
+def refresh() -> None:
+    """Forget discovered plugins, so the next call scans the entry points again."""
+    global _entries
+    with _lock:
+        _entries = None
+
+
+def available() -> list[str]:
+    """Names of all registered recommenders, sorted."""
+    return sorted(entries())
+
+
+def get(name: str) -> type:
+    """The recommender class registered under ``name``.
+
+    Raises:
+        RegistryError: unknown name (the message lists the known ones) or a plugin that fails.
+        MissingDependencyError: the recommender needs a package that is not installed.
+    """
+    known = entries()
+    if name not in known:
+        raise RegistryError(f"unknown recommender {name!r}; known: {', '.join(sorted(known))}")
+    entry = known[name]
+    module_name, _, attr = entry.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        obj: Any = module
+        for part in attr.split(".") if attr else []:
+            obj = getattr(obj, part)
+    except ModuleNotFoundError as err:
+        missing = (err.name or "").split(".")[0]
+        if missing and missing != "hybridrec" and not module_name.startswith(missing):
+            hint = _INSTALL_HINTS.get(missing, missing)
+            raise MissingDependencyError(
+                f"recommender {name!r} needs the package {missing!r}; install it with "
+                f"`pip install {hint}`"
+            ) from err
+        raise RegistryError(
+            f"recommender {name!r} ({entry.source}) failed to import: {err}"
+        ) from err
+    except Exception as err:  # a broken plugin must be loud, never skipped
+        raise RegistryError(
+            f"recommender {name!r} ({entry.source}, {entry.target}) failed to load: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    return obj
+
+
+def create(name: str, **params: Any) -> Any:
+    """Create a recommender by registry name with keyword parameters.
+
+    Example:
+        >>> import hybridrec as hr
+        >>> hr.create("itemknn", neighbours=50)
+        ItemKNNRecommender(neighbours=50, shrink=10.0)
+    """
+    cls = get(name)
+    try:
+        return cls(**params)
+    except TypeError as err:
+        raise TypeError(f"bad parameters for recommender {name!r}: {err}") from err
+
+
+def load(path: Any) -> Any:
+    """Load any saved recommender from its folder, dispatching on its manifest."""
+    from hybridrec.persistence import read_manifest
+
+    manifest = read_manifest(path, verify=False)
+    cls = get(manifest.get("recommender", ""))
+    return cls.load(path)

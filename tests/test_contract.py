@@ -1,0 +1,22 @@
+"""Every registered recommender, plugins included, passes the contract suite."""
+
+from __future__ import annotations
+
+import pytest
+
+import hybridrec as hr
+from hybridrec.contract import RecommenderContract
+
+
+@pytest.fixture(params=hr.available())
+def recommender_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+class TestRegisteredRecommenders(RecommenderContract):
+    @pytest.fixture(autouse=True)
+    def _name(self, recommender_name: str) -> None:
+        self.name = recommender_name
+
+    def make(self) -> hr.Recommender:
+        return hr.create(self.name)
