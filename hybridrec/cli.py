@@ -66,8 +66,9 @@ def recommenders_cmd(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     width = max(len(r["name"]) for r in rows)
+    source_width = max(len(r["source"]) for r in rows)
     for r in rows:
-        click.echo(f"{r['name']:<{width}}  {r['source']:<10}  {r['target']}")
+        click.echo(f"{r['name']:<{width}}  {r['source']:<{source_width}}  {r['target']}")
 
 
 @main.group("data")

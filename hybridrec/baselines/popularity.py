@@ -22,6 +22,7 @@ class PopularityRecommender(Recommender):
 
     name = "popularity"
     personalised = False
+    cold_start_popularity = False
 
     def __init__(self, liked_only: bool = False) -> None:
         super().__init__()

@@ -1,0 +1,1 @@
+"""hybridrec plugin: time-decayed popularity."""
