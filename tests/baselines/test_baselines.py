@@ -68,7 +68,9 @@ def test_ease_equals_per_column_ridge_regression() -> None:
     x = (rng.random((40, 8)) < 0.35).astype(float)
     x[0, :] = 1  # every item has at least one interaction
     users, items = np.nonzero(x)
-    ds = _ds([(f"u{u}", f"i{i}", 5.0, k) for k, (u, i) in enumerate(zip(users, items))])
+    ds = _ds(
+        [(f"u{u}", f"i{i}", 5.0, k) for k, (u, i) in enumerate(zip(users, items, strict=True))]
+    )
     lam = 3.0
     rec = hr.create("ease", l2=lam).fit(ds)
     b = np.zeros((8, 8))

@@ -18,7 +18,10 @@ def ds() -> hr.Dataset:
         items = rng.choice(60, size=n, replace=False)
         times = rng.integers(0, 1000, size=n)
         times[: n // 3] = times[0]  # some ties in time
-        rows += [(u, int(i), float(rng.integers(1, 6)), int(t)) for i, t in zip(items, times)]
+        rows += [
+            (u, int(i), float(rng.integers(1, 6)), int(t))
+            for i, t in zip(items, times, strict=True)
+        ]
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     return hr.Dataset.from_frames(frame)
 
