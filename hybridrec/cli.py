@@ -7,7 +7,9 @@ JSON outputs (``--json``) and their keys:
   or ``plugin:<distribution>``.
 * ``data info --json``: ``name, users, active_users, items, rated_items, interactions, density,
   explicit, like_threshold, liked_share, rating_histogram ({rating: count}), first_timestamp,
-  last_timestamp, item_columns, user_profile_columns`` (and ``skipped_rows`` when lenient).
+  last_timestamp, item_columns, user_profile_columns, skipped_rows`` (malformed rows skipped in
+  lenient mode) and ``load_notes`` (the loader's counts: ``rows_read``,
+  ``repeated_pairs_dropped`` and format-specific ones).
 * ``recommend --json``: ``{"user", "recommender", "items": [{"rank", "item_id", "score",
   "stage", "title"}]}``.
 * ``bench --json``: the ``results.json`` document (see docs in ``hybridrec.eval.bench``).
@@ -91,8 +93,8 @@ def data_info(name_or_path: str, fmt: str | None, lenient: bool, as_json: bool) 
     except (HybridrecError, OSError, ValueError) as err:
         _fail(err)
     info = ds.info()
-    if getattr(ds, "skipped_rows", 0):
-        info["skipped_rows"] = ds.skipped_rows
+    info["skipped_rows"] = ds.skipped_rows
+    info["load_notes"] = dict(ds.load_notes)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -102,6 +104,11 @@ def data_info(name_or_path: str, fmt: str | None, lenient: bool, as_json: bool) 
     click.echo(f"interactions  {info['interactions']:,}")
     click.echo(f"density       {info['density']:.4%}")
     click.echo(f"liked share   {info['liked_share']:.1%} (rating >= {info['like_threshold']:g})")
+    notes = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in info["load_notes"].items())
+    if notes:
+        click.echo(f"loading       {notes}")
+    if info["skipped_rows"]:
+        click.echo(f"skipped       {info['skipped_rows']:,} malformed rows (lenient)")
     if info["rating_histogram"]:
         top = max(info["rating_histogram"].values())
         click.echo("ratings")
@@ -273,6 +280,7 @@ def bench_cmd(
             )
 
     results, arrays = run_benchmark(cfg, progress=progress, on_row=on_row)
+    results["command"] = " ".join(["hybridrec", *sys.argv[1:]]) if sys.argv else None
     write_results(results, arrays, out)
     if as_json:
         click.echo((out / "results.json").read_text(encoding="utf-8"))

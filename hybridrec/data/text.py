@@ -76,14 +76,19 @@ class ItemTextBuilder:
             parts = []
             for c in columns:
                 value = cleaned[c][row]
-                if not value:
-                    continue
+                if not value or (parts and value in parts[0]):
+                    continue  # empty, or already said (a year inside "Heat (1995)")
                 parts.append(
                     value
                     if not parts and c == columns[0]
                     else f"{LABELS.get(c, c.replace('_', ' ').capitalize())}: {value}"
                 )
-            out.append(truncate(". ".join(parts), self.max_chars))
+            text = "".join(
+                p
+                + ("" if i == len(parts) - 1 else " " if p.endswith((".", "!", "?", "…")) else ". ")
+                for i, p in enumerate(parts)
+            )
+            out.append(truncate(text, self.max_chars))
         return out
 
 

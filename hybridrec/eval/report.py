@@ -101,6 +101,7 @@ def markdown(results: dict[str, Any], plots: list[str] | None = None) -> str:
     lines = [
         "# hybridrec benchmark",
         "",
+        f"- command: `{results.get('command') or 'run_benchmark() from Python'}`",
         f"- started: {results['started_at']}, duration {results['duration_s']:.0f} s",
         f"- machine: {env['platform']}, {env['cpu_count']} CPU cores; git {env['git_commit']}",
         f"- seeds: {cfg['seeds']}; users per protocol: {cfg['users'] or 'all'}; "
@@ -134,10 +135,13 @@ def markdown(results: dict[str, Any], plots: list[str] | None = None) -> str:
             ]
             if with_cost:
                 lat = r.get("latency") or {}
+                fit_s, fit_mb = r.get("fit_time_s"), r.get("fit_peak_mb")
                 cells += [
-                    f"{r['fit_time_s']:.2f}" if r.get("fit_time_s") is not None else "–",
+                    f"{fit_s:.2f}" if fit_s is not None else "–",
+                    f"{fit_mb:.0f}" if fit_mb is not None else "–",
                     f"{lat['p50_ms']:.2f}" if lat else "–",
                     f"{lat['p95_ms']:.2f}" if lat else "–",
+                    f"{lat['p99_ms']:.2f}" if lat else "–",
                     f"{lat['batch_users_per_s']:.0f}" if lat else "–",
                 ]
             lines.append("| " + " | ".join(cells) + " |")
