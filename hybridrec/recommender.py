@@ -143,6 +143,31 @@ class Recommender(ABC):
             scores[rows, cols] = -np.inf
         return top_k_rows(scores, k)
 
+    def _top_k_requests(
+        self,
+        users: Sequence[UserLike],
+        resolved: list[tuple[int, np.ndarray]],
+        k: int,
+        exclude_seen: bool,
+        candidates: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` for requests as given (ids or contexts) with their resolved histories.
+
+        Recommenders that need more of a context than its item codes (ratings, order, free
+        text) override this; the default reduces requests to codes and calls ``_top_k``.
+        """
+        codes = np.asarray([c for c, _ in resolved], dtype=np.int64)
+        hist = _rows_matrix([h for _, h in resolved], len(self.item_ids_))
+        return self._top_k(codes, hist, k, hist if exclude_seen else None, candidates)
+
+    def _score_requests(
+        self, users: Sequence[UserLike], resolved: list[tuple[int, np.ndarray]]
+    ) -> np.ndarray:
+        """Dense scores for requests as given; the counterpart of ``_top_k_requests``."""
+        codes = np.asarray([c for c, _ in resolved], dtype=np.int64)
+        hist = _rows_matrix([h for _, h in resolved], len(self.item_ids_))
+        return np.asarray(self._score(codes, hist), dtype=np.float64)
+
     # ------------------------------------------------------------------ requests
     def _resolve(self, user: UserLike) -> tuple[int, np.ndarray]:
         """The user code (-1 when unknown) and the history item codes for one request."""
@@ -212,9 +237,7 @@ class Recommender(ABC):
         for start in range(0, len(users), BATCH_USERS):
             chunk = users[start : start + BATCH_USERS]
             resolved = [self._resolve(u) for u in chunk]
-            codes = np.asarray([c for c, _ in resolved], dtype=np.int64)
-            hist = _rows_matrix([h for _, h in resolved], len(self.item_ids_))
-            items, scores = self._top_k(codes, hist, k, hist if exclude_seen else None, cand)
+            items, scores = self._top_k_requests(chunk, resolved, k, exclude_seen, cand)
             out.extend(self._to_recommendations(items, scores))
         return out
 
@@ -231,10 +254,8 @@ class Recommender(ABC):
         out = np.empty(len(items), dtype=np.float64)
         for start in range(0, len(items), BATCH_USERS):
             stop = min(start + BATCH_USERS, len(items))
-            resolved = [self._resolve(u) for u in users[start:stop]]
-            codes = np.asarray([c for c, _ in resolved], dtype=np.int64)
-            hist = _rows_matrix([h for _, h in resolved], len(self.item_ids_))
-            scores = np.asarray(self._score(codes, hist), dtype=np.float64)
+            chunk = users[start:stop]
+            scores = self._score_requests(chunk, [self._resolve(u) for u in chunk])
             out[start:stop] = scores[np.arange(stop - start), items[start:stop]]
         return out
 

@@ -23,6 +23,7 @@ BUILTINS: dict[str, str] = {
     "popularity": "hybridrec.baselines.popularity:PopularityRecommender",
     "itemknn": "hybridrec.baselines.itemknn:ItemKNNRecommender",
     "ease": "hybridrec.baselines.ease:EASERecommender",
+    "embedding": "hybridrec.retrieval.retriever:EmbeddingRetriever",
 }
 
 #: top-level import name -> the pip requirement that provides it

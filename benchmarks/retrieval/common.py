@@ -1,0 +1,64 @@
+"""Shared helpers of the retrieval benchmarks: loading ml-latest-small and machine notes."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_ml_small() -> tuple[Any, str]:
+    """ml-latest-small as a Dataset, and how it was loaded (for the report)."""
+    import hybridrec as hr
+
+    return hr.load_dataset("ml-latest-small"), "hybridrec.load_dataset('ml-latest-small')"
+
+
+def machine_note() -> dict[str, Any]:
+    """CPU, cores and library versions of this run."""
+    import faiss
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    note = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "note": "2 CPU cores shared with other work running at the same time; timings are noisy, "
+        "compare numbers within one run only",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "faiss": faiss.__version__,
+        "faiss_threads": faiss.omp_get_max_threads(),
+        "gpu": faiss.get_num_gpus() > 0,
+    }
+    try:
+        note["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+            check=False,
+        ).stdout.strip() or None
+    except OSError:
+        note["git_commit"] = None
+    return note
+
+
+def command_line() -> str:
+    """The command that ran this script, relative to the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(ROOT)
+    except ValueError:
+        pass
+    return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])

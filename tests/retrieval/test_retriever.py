@@ -1,0 +1,331 @@
+"""EmbeddingRetriever on a tiny real-text catalogue, with the real all-MiniLM-L6-v2 model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hybridrec as hr
+from hybridrec.contract import RecommenderContract
+from hybridrec.data.dataset import Dataset
+from hybridrec.errors import DataError, ModelFileError, UnknownIdError
+from hybridrec.persistence import MANIFEST, read_manifest, write_manifest
+from hybridrec.retrieval.retriever import EmbeddingRetriever, popularity_bias, recency_weights
+from hybridrec.types import Interaction, UserContext
+
+
+@pytest.fixture(scope="module")
+def fitted(movies: Dataset) -> EmbeddingRetriever:
+    """Pure content similarity (no popularity prior), so the genre tests read plainly."""
+    return EmbeddingRetriever(popularity_weight=0.0).fit(movies)
+
+
+def genre(item_id: str) -> str:
+    return item_id.rstrip("0123456789")
+
+
+def test_registered_as_embedding() -> None:
+    assert "embedding" in hr.available()
+    assert isinstance(hr.create("embedding", index="hnsw"), EmbeddingRetriever)
+
+
+def test_search_by_text_finds_the_right_genre(fitted: EmbeddingRetriever) -> None:
+    recs = fitted.search("space adventure with astronauts and aliens", k=3)
+    assert [genre(r.item_id) for r in recs] == ["scifi"] * 3
+    assert recs[0].stage == "embedding" and recs[0].rank == 1
+    assert recs[0].score > recs[1].score > recs[2].score > 0
+    assert genre(fitted.search("scary ghosts and monsters", k=1)[0].item_id) == "horror"
+    excluded = fitted.search("space adventure", k=3, exclude=[recs[0].item_id])
+    assert recs[0].item_id not in {r.item_id for r in excluded}
+    with pytest.raises(ValueError, match="empty"):
+        fitted.search("  ", k=3)
+
+
+def test_history_users_get_their_genre(fitted: EmbeddingRetriever, movies: Dataset) -> None:
+    for g in ("scifi", "romance", "horror", "cooking"):
+        recs = fitted.recommend(f"fan-{g}-0", k=2)
+        assert [genre(r.item_id) for r in recs] == [g, g]
+
+
+def test_free_text_user_and_mixing(fitted: EmbeddingRetriever, movies: Dataset) -> None:
+    words = UserContext(preference_text="baking bread and French pastry")
+    assert genre(fitted.recommend(words, k=1)[0].item_id) == "cooking"
+    # a romance fan asking for space: text_weight 0.5 mixes, text_weight 1 is text only
+    mixed = UserContext("fan-romance-0", preference_text="astronauts in outer space")
+    top = [genre(r.item_id) for r in fitted.recommend(mixed, k=6)]
+    assert {"scifi", "romance"} <= set(top)
+    only_text = EmbeddingRetriever(text_weight=1.0, popularity_weight=0.0).fit(movies)
+    words_only = only_text.recommend(UserContext(preference_text="astronauts in outer space"), k=9)
+    seen = set(movies.history("fan-romance-0"))
+    assert [r.item_id for r in only_text.recommend(mixed, k=5)] == [
+        r.item_id for r in words_only if r.item_id not in seen
+    ][:5]
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw", "ivf-flat"])
+def test_seen_items_are_never_returned(movies: Dataset, index: str) -> None:
+    rec = EmbeddingRetriever(index=index).fit(movies)
+    n = movies.n_items
+    for user in movies.user_ids:
+        seen = set(movies.history(user))
+        recs = rec.recommend(user, k=n)
+        got = [r.item_id for r in recs]
+        assert not seen & set(got)
+        assert len(got) == n - len(seen) == len(set(got))  # exact: every unseen item, once
+    context = UserContext(history=tuple(Interaction(f"scifi{i}") for i in range(6)))
+    recs = rec.recommend(context, k=n)
+    assert len(recs) == n - 6 and not {r.item_id for r in recs} & {f"scifi{i}" for i in range(6)}
+    codes, _ = rec.recommend_codes(np.arange(len(movies.user_ids)), k=n)
+    seen_matrix = movies.matrix("binary").toarray() > 0
+    for row, user_codes in enumerate(codes):
+        assert not seen_matrix[row, user_codes[user_codes >= 0]].any()
+
+
+def test_empty_history_and_no_text_falls_back_to_popularity(
+    fitted: EmbeddingRetriever, movies: Dataset
+) -> None:
+    recs = fitted.recommend(UserContext(), k=5)
+    popularity = fitted.popularity_
+    expected = np.lexsort((np.arange(len(popularity)), -popularity))[:5]
+    assert [r.item_id for r in recs] == [str(fitted.item_ids_[c]) for c in expected]
+    assert [r.score for r in recs] == [float(popularity[c]) for c in expected]
+    strict = EmbeddingRetriever(fallback="error").fit(movies)
+    with pytest.raises(DataError, match="no history and no preference text"):
+        strict.recommend(UserContext(), k=5)
+    with pytest.raises(ValueError, match="fallback"):
+        EmbeddingRetriever(fallback="random")
+
+
+def test_unknown_ids_are_reported(fitted: EmbeddingRetriever) -> None:
+    with pytest.raises(UnknownIdError, match="nobody"):
+        fitted.recommend("nobody", k=3)
+    with pytest.raises(UnknownIdError, match="'nope'.*'nada'"):
+        fitted.recommend(UserContext(history=(Interaction("nope"), Interaction("nada"))), k=3)
+    with pytest.raises(UnknownIdError, match="ghost"):
+        fitted.recommend("drifter", k=3, candidates=["scifi1", "ghost"])
+    with pytest.raises(UnknownIdError, match="ghost"):
+        fitted.search("space", exclude=["ghost"])
+
+
+def test_recency_weights_by_hand() -> None:
+    # oldest first: liked (age 2), disliked (age 1), liked (age 0); half-life 1
+    w = recency_weights(
+        np.zeros(3, int), np.array([2, 1, 0]), np.array([True, False, True]),
+        half_life=1.0, dislike_weight=0.5,
+    )
+    np.testing.assert_allclose(w, [0.25 / 1.25, -0.5, 1 / 1.25])
+    flat = recency_weights(
+        np.array([0, 0, 1]), np.array([1, 0, 0]), np.array([True, True, False]),
+        half_life=None, dislike_weight=0.0,
+    )
+    np.testing.assert_allclose(flat, [0.5, 0.5, 1.0])  # user 1 liked nothing: all count
+
+
+def test_recency_moves_the_user_vector(movies: Dataset) -> None:
+    # the drifter watched sci-fi long ago and romance lately
+    recent = EmbeddingRetriever(recency_half_life=1.0, popularity_weight=0.0).fit(movies)
+    assert genre(recent.recommend("drifter", k=1)[0].item_id) == "romance"
+    early = UserContext(history=tuple(Interaction(f"romance{i}") for i in range(4)) + tuple(
+        Interaction(f"scifi{i}") for i in range(4)
+    ))  # the same items in the other order: sci-fi is now recent
+    assert genre(recent.recommend(early, k=1)[0].item_id) == "scifi"
+
+
+def test_disliked_items_push_away(movies: Dataset) -> None:
+    history = (
+        Interaction("scifi0", 5.0), Interaction("horror0", 5.0), Interaction("horror1", 1.0),
+        Interaction("horror2", 1.0), Interaction("horror3", 1.0),
+    )
+    user = UserContext(history=history)
+    ignore = EmbeddingRetriever(dislike_weight=0.0, popularity_weight=0.0).fit(movies)
+    push = EmbeddingRetriever(dislike_weight=1.0, popularity_weight=0.0).fit(movies)
+
+    def horror_score(rec: EmbeddingRetriever) -> float:
+        recs = rec.recommend(user, k=movies.n_items, candidates=["horror4", "horror5"])
+        return max(r.score for r in recs)
+
+    assert horror_score(push) < horror_score(ignore)
+    # a context rating below the training like threshold counts as disliked
+    assert push.like_threshold_ == 4.0
+    # pairwise scoring (score / score_pairs) reads the same ratings as recommend
+    pair = push.score(user, ["horror4", "horror5"])
+    assert max(pair) == pytest.approx(horror_score(push), abs=1e-5)
+    assert max(pair) < max(ignore.score(user, ["horror4", "horror5"]))
+
+
+def test_candidates_are_scored_densely(fitted: EmbeddingRetriever) -> None:
+    candidates = ["cooking0", "scifi5", "romance5", "horror5"]
+    recs = fitted.recommend("fan-scifi-1", k=10, candidates=candidates)
+    assert {r.item_id for r in recs} == set(candidates)
+    assert recs[0].item_id == "scifi5"
+    vector = fitted.user_vector("fan-scifi-1")
+    codes = fitted._item_codes([r.item_id for r in recs])
+    want = fitted.embeddings_[codes] @ vector
+    np.testing.assert_allclose([r.score for r in recs], want, atol=1e-5)
+    # and the FAISS path gives the same scores as the dense one
+    top = fitted.recommend("fan-scifi-1", k=3)
+    code = fitted._user_code("fan-scifi-1")
+    dense = fitted._score(np.array([code]), fitted.seen_[[code]])[0]
+    top_codes = fitted._item_codes([r.item_id for r in top])
+    np.testing.assert_allclose([r.score for r in top], dense[top_codes], atol=1e-5)
+
+
+def test_popularity_prior(movies: Dataset) -> None:
+    np.testing.assert_allclose(popularity_bias(np.array([0, 1, 3, 0])), [0, 0.5, 1, 0])
+    plain = EmbeddingRetriever(popularity_weight=0.0).fit(movies)
+    prior = EmbeddingRetriever(popularity_weight=0.5).fit(movies)
+    heavy = EmbeddingRetriever(popularity_weight=50.0).fit(movies)
+    # a history user's scores are cosine + weight * bias, the same on the FAISS and dense paths
+    user = "fan-cooking-2"
+    vector = prior.user_vector(user)
+    top = prior.recommend(user, k=5)
+    codes = prior._item_codes([r.item_id for r in top])
+    want = prior.embeddings_[codes] @ vector + 0.5 * prior.item_bias_[codes]
+    np.testing.assert_allclose([r.score for r in top], want, atol=1e-5)
+    code = prior._user_code(user)
+    dense = prior._score(np.array([code]), prior.seen_[[code]])[0]
+    np.testing.assert_allclose([r.score for r in top], dense[codes], atol=1e-5)
+    # a heavy prior ranks by popularity among unseen items
+    unseen = [c for c in np.argsort(-heavy.popularity_, kind="stable")
+              if str(heavy.item_ids_[c]) not in set(movies.history(user))]
+    assert heavy.recommend(user, k=1)[0].item_id == str(heavy.item_ids_[unseen[0]])
+    # text search and text-only users are pure content similarity, whatever the weight
+    assert heavy.search("sushi and noodles", k=4) == plain.search("sushi and noodles", k=4)
+    words = UserContext(preference_text="haunted houses and ghosts")
+    assert heavy.recommend(words, k=4) == plain.recommend(words, k=4)
+    with pytest.raises(ValueError, match="popularity_weight"):
+        EmbeddingRetriever(popularity_weight=-1)
+
+
+def test_recommend_codes_equals_recommend(fitted: EmbeddingRetriever, movies: Dataset) -> None:
+    codes, scores = fitted.recommend_codes(np.arange(movies.n_users), k=5)
+    for row, user in enumerate(movies.user_ids):
+        recs = fitted.recommend(user, k=5)
+        assert [str(fitted.item_ids_[c]) for c in codes[row]] == [r.item_id for r in recs]
+
+
+def test_odd_item_texts_are_still_indexed() -> None:
+    items = pd.DataFrame(
+        {
+            "item_id": ["empty", "html", "long", "surrogate", "emoji", "control", "space"],
+            "title": [
+                "",
+                "<h1>Title</h1><script>x()</script>&nbsp;&lt;tag&gt;",
+                "epic " * 20_000,
+                "bad \ud83d half pair",
+                "🚀🌌✨",
+                "\x00\x07\x1b[31m",
+                "Astronauts explore a distant planet in deep space",
+            ],
+        }
+    )
+    frame = pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["html", "long", "emoji"]})
+    data = Dataset.from_frames(frame, items)
+    rec = EmbeddingRetriever().fit(data)
+    assert len(rec.index_) == 7
+    assert np.isfinite(rec.embeddings_).all()
+    assert rec.search("space exploration", k=1)[0].item_id == "space"
+    assert {r.item_id for r in rec.recommend("u", k=10)} == {
+        "empty", "surrogate", "control", "space"
+    }
+
+
+def test_update_item_texts_reencodes_only_changes(movies: Dataset) -> None:
+    rec = EmbeddingRetriever().fit(movies)
+    rec.embedder.stats.encoded = 0
+    changed = rec.update_item_texts(
+        {"cooking5": "A submarine crew hunts a sea monster in the deep ocean", "scifi0":
+         rec_text(movies, "scifi0")}
+    )
+    assert changed == 1 and rec.embedder.stats.encoded == 1
+    assert rec.search("submarine and a sea monster", k=1)[0].item_id == "cooking5"
+
+
+def rec_text(movies: Dataset, item_id: str) -> str:
+    return movies.item_texts()[int(movies.item_index([item_id])[0])]
+
+
+# ---------------------------------------------------------------------- persistence
+@pytest.fixture(scope="module")
+def saved(fitted: EmbeddingRetriever, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fitted.save(tmp_path_factory.mktemp("models") / "embedding")
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_round_trip_is_identical(movies: Dataset, tmp_path: Path, index: str) -> None:
+    rec = EmbeddingRetriever(index=index, recency_half_life=3.0, dislike_weight=0.3).fit(movies)
+    users = [*movies.user_ids, UserContext(preference_text="ghost story"),
+             UserContext("drifter", preference_text="food")]
+    before = rec.recommend_batch(users, k=8)
+    again = hr.load(rec.save(tmp_path / "m"))
+    assert isinstance(again, EmbeddingRetriever) and again.index_.kind == index
+    assert again.recommend_batch(users, k=8) == before
+    assert again.search("sushi", k=4) == rec.search("sushi", k=4)
+    manifest = json.loads((tmp_path / "m" / MANIFEST).read_text())
+    assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest["dim"] == 384 and manifest["item_count"] == movies.n_items
+    assert manifest["metric"] == "inner_product" and manifest["index_kind"] == index
+    assert {"faiss-cpu", "sentence-transformers", "torch"} <= set(manifest["versions"])
+    assert "index/index.faiss" in manifest["files"]
+
+
+@pytest.mark.parametrize("name", ["index/index.faiss", "index/ids.npz", "state.npz"])
+def test_corrupted_files_are_refused(saved: Path, tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    blob = bytearray((folder / name).read_bytes())
+    blob[len(blob) // 2] ^= 0x10
+    (folder / name).write_bytes(bytes(blob))
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        EmbeddingRetriever.load(folder)
+
+
+def test_mismatched_model_is_refused(saved: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="built with embedding model"):
+        EmbeddingRetriever.load(saved, model="sentence-transformers/all-mpnet-base-v2")
+    assert EmbeddingRetriever.load(saved, model="all-minilm-l6-v2").is_fitted
+    # a folder whose manifest was edited to claim another model (checksums recomputed)
+    folder = tmp_path / "edited"
+    shutil.copytree(saved, folder)
+    manifest = read_manifest(folder)
+    manifest["params"]["model"] = "sentence-transformers/all-mpnet-base-v2"
+    manifest["embedding_model"] = "sentence-transformers/all-mpnet-base-v2"
+    rewrite(folder, manifest)
+    with pytest.raises(ModelFileError, match="all-mpnet-base-v2"):
+        EmbeddingRetriever.load(folder)
+
+
+def test_index_from_another_catalogue_is_refused(
+    saved: Path, tmp_path: Path, movies: Dataset
+) -> None:
+    items = movies.items.copy()
+    items.loc[0, "description"] = "A different text"
+    other = Dataset.from_frames(
+        pd.DataFrame({"user_id": ["x"], "item_id": [items["item_id"][0]]}), items
+    )
+    other_folder = EmbeddingRetriever().fit(other).save(tmp_path / "other")
+    folder = tmp_path / "mixed"
+    shutil.copytree(saved, folder)
+    shutil.rmtree(folder / "index")
+    shutil.copytree(other_folder / "index", folder / "index")
+    rewrite(folder, read_manifest(folder, verify=False))  # consistent checksums, wrong index
+    with pytest.raises(ModelFileError, match="texts_sha256"):
+        EmbeddingRetriever.load(folder)
+
+
+def rewrite(folder: Path, manifest: dict) -> None:
+    keep = {k: v for k, v in manifest.items() if k not in ("files", "format", "format_version")}
+    write_manifest(folder, keep)
+
+
+# ---------------------------------------------------------------------- the contract
+class TestContractWithHNSW(RecommenderContract):
+    """The contract suite with the approximate index (the flat one runs in tests/test_contract)."""
+
+    def make(self) -> hr.Recommender:
+        return hr.create("embedding", index="hnsw")
