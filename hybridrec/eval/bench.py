@@ -38,8 +38,10 @@ def expand_recommenders(specs: tuple[RecommenderSpec, ...]) -> tuple[Recommender
 
     out: list[RecommenderSpec] = []
     for spec in specs:
-        if spec.name == "all":
-            out.extend(RecommenderSpec(name) for name in available())
+        if spec.name == "all":  # the two reference baselines first, then by name
+            first = {"random": 0, "popularity": 1}
+            names = sorted(available(), key=lambda n: (first.get(n, 2), n))
+            out.extend(RecommenderSpec(name) for name in names)
         else:
             out.append(spec)
     seen: dict[str, RecommenderSpec] = {}

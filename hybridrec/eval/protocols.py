@@ -201,7 +201,7 @@ class Sampled(Protocol):
             ties = int((others == pos_score).sum())
             ranks[row] = 1 + greater + int(tie_rng.integers(0, ties + 1))
         ev = Evaluation()
-        for k in self.k:
+        for k in (k for k in self.k if k < self.negatives + 1):  # k >= list length: always 1
             hit = ranks <= k
             ev.per_user[f"hr@{k}"] = hit.astype(np.float64)
             ev.per_user[f"ndcg@{k}"] = np.where(hit, 1.0 / np.log2(ranks + 1), 0.0)
