@@ -279,7 +279,12 @@ def bench_cmd(
                 f"! {row['recommender']} failed on {row['protocol']}: {row['error']}", err=True
             )
 
-    results, arrays = run_benchmark(cfg, progress=progress, on_row=on_row)
+    from hybridrec.errors import HybridrecError
+
+    try:
+        results, arrays = run_benchmark(cfg, progress=progress, on_row=on_row)
+    except (HybridrecError, OSError) as err:  # e.g. a dataset that cannot be loaded
+        _fail(err)
     results["command"] = " ".join(["hybridrec", *sys.argv[1:]]) if sys.argv else None
     write_results(results, arrays, out)
     if as_json:

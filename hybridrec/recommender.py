@@ -71,6 +71,8 @@ class Recommender(ABC):
         self.user_ids_: np.ndarray | None = None
         self.seen_: sp.csr_matrix | None = None
         self.popularity_: np.ndarray | None = None
+        self._user_lookup: dict[str, int] | None = None
+        self._item_lookup: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ parameters
     def get_params(self) -> dict[str, Any]:
@@ -93,6 +95,7 @@ class Recommender(ABC):
             raise ValueError(f"cannot fit {self.name or type(self).__name__} on no interactions")
         self.item_ids_ = train.item_ids
         self.user_ids_ = train.user_ids
+        self._user_lookup = self._item_lookup = None  # rebuilt for the new vocabularies
         self.seen_ = train.matrix("binary")
         self.popularity_ = train.item_popularity().astype(np.float32)
         self._fit(train)
@@ -129,11 +132,7 @@ class Recommender(ABC):
         candidates: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Item codes and scores of the top ``k`` per user (codes -1 where fewer exist)."""
-        scores = np.asarray(self._score(users, histories), dtype=np.float64)
-        if self.cold_start_popularity:
-            empty = np.diff(histories.indptr) == 0
-            if empty.any():  # no history to personalise from: most popular first
-                scores[empty] = self.popularity_
+        scores = self._cold_fallback(self._score(users, histories), histories)
         if candidates is not None:
             allowed = np.zeros(scores.shape[1], bool)
             allowed[candidates] = True
@@ -166,7 +165,16 @@ class Recommender(ABC):
         """Dense scores for requests as given; the counterpart of ``_top_k_requests``."""
         codes = np.asarray([c for c, _ in resolved], dtype=np.int64)
         hist = _rows_matrix([h for _, h in resolved], len(self.item_ids_))
-        return np.asarray(self._score(codes, hist), dtype=np.float64)
+        return self._cold_fallback(self._score(codes, hist), hist)
+
+    def _cold_fallback(self, scores: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+        """Rows with an empty history get training popularity (see ``cold_start_popularity``)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.cold_start_popularity:
+            empty = np.diff(histories.indptr) == 0
+            if empty.any():  # no history to personalise from: most popular first
+                scores[empty] = self.popularity_
+        return scores
 
     # ------------------------------------------------------------------ requests
     def _resolve(self, user: UserLike) -> tuple[int, np.ndarray]:
@@ -188,12 +196,12 @@ class Recommender(ABC):
         return code, self.seen_.indices[self.seen_.indptr[code] : self.seen_.indptr[code + 1]]
 
     def _user_code(self, user_id: str) -> int:
-        if not hasattr(self, "_user_lookup") or self._user_lookup is None:
+        if getattr(self, "_user_lookup", None) is None:
             self._user_lookup = {u: i for i, u in enumerate(self.user_ids_)}
         return self._user_lookup.get(normalise_id(user_id), -1)
 
     def _item_codes(self, item_ids: Iterable[object], *, kind: str = "item") -> np.ndarray:
-        if not hasattr(self, "_item_lookup") or self._item_lookup is None:
+        if getattr(self, "_item_lookup", None) is None:
             self._item_lookup = {it: i for i, it in enumerate(self.item_ids_)}
         ids = [normalise_id(i) for i in item_ids]
         codes = [self._item_lookup.get(i, -1) for i in ids]
@@ -364,6 +372,7 @@ class Recommender(ABC):
             ) from err
         arrays = load_arrays(path / STATE_FILE)
         try:
+            obj._user_lookup = obj._item_lookup = None
             obj.item_ids_ = arrays["item_ids"].astype(object)
             obj.user_ids_ = arrays["user_ids"].astype(object)
             n_users, n_items = len(obj.user_ids_), len(obj.item_ids_)

@@ -36,14 +36,18 @@ def expand_recommenders(specs: tuple[RecommenderSpec, ...]) -> tuple[Recommender
     """Replace the special name ``all`` by every registered recommender with default params."""
     from hybridrec.registry import available
 
+    explicit = [spec for spec in specs if spec.name != "all"]
+    labels = {spec.label for spec in explicit}
     out: list[RecommenderSpec] = []
     for spec in specs:
-        if spec.name == "all":  # the two reference baselines first, then by name
-            first = {"random": 0, "popularity": 1}
-            names = sorted(available(), key=lambda n: (first.get(n, 2), n))
-            out.extend(RecommenderSpec(name) for name in names)
-        else:
+        if spec.name != "all":
             out.append(spec)
+            continue
+        # the two reference baselines first, then by name; an explicit spec of the same
+        # name (with its own parameters) wins over the default one "all" would add
+        first = {"random": 0, "popularity": 1}
+        names = sorted(available(), key=lambda n: (first.get(n, 2), n))
+        out.extend(RecommenderSpec(name) for name in names if name not in labels)
     seen: dict[str, RecommenderSpec] = {}
     for spec in out:
         seen.setdefault(spec.label, spec)
@@ -203,7 +207,12 @@ def run_benchmark(
         dataset = load(ds_name)
         dataset_docs[ds_name] = dataset.info()
         for seed in config.seeds:
-            protocols = build_protocols(dataset, config, seed)
+            protocols, skipped = build_protocols(dataset, config, seed)
+            for name, reason in skipped.items():
+                row = _row(name, "(protocol)", "", {}, seed, status="skipped", error=reason)
+                row["dataset"] = ds_name
+                rows.append(row)
+                protocol_docs.setdefault(name, {"name": name, "description": f"skipped: {reason}"})
             groups: dict[str, list] = {}
             for proto in protocols:
                 groups.setdefault(proto.fit_key, []).append(proto)

@@ -82,7 +82,8 @@ class FullRanking(Protocol):
     description = (
         "Leave-one-out by time: each user's last interaction is the test item, the second-last "
         "is validation (merged into training for this run). Every unseen item of the catalogue "
-        "is a candidate (full ranking, no sampling). Accuracy metrics at each k, MRR and AUC "
+        "is a candidate (full ranking, no sampling; score ties go to the lower item code). "
+        "Accuracy metrics at each k, MRR and AUC (ties count 1/2) "
         "over the full list; diversity, coverage, novelty, Gini and popularity of the top-{k0}."
     )
 
@@ -188,15 +189,11 @@ class Sampled(Protocol):
             _tqdm(list(rows), enabled=progress, desc=f"{rec.name} {self.name}")
         ):
             cands = cands[cands >= 0]
-            recs = rec.recommend(
-                str(self.dataset.user_ids[user]),
-                k=len(cands),
-                candidates=list(item_ids[cands]),
-                exclude_seen=False,
-            )
-            score = {r.item_id: r.score for r in recs}
-            pos_score = score.get(str(item_ids[pos]), -np.inf)
-            others = np.array([s for i, s in score.items() if i != str(item_ids[pos])])
+            # every candidate is scored (a ranked list may leave out -inf items)
+            scores = np.asarray(rec.score(str(self.dataset.user_ids[user]), list(item_ids[cands])))
+            scores = np.where(np.isnan(scores), -np.inf, scores)
+            pos_score = scores[cands == pos][0]
+            others = scores[cands != pos]
             greater = int((others > pos_score).sum())
             ties = int((others == pos_score).sum())
             ranks[row] = 1 + greater + int(tie_rng.integers(0, ties + 1))
@@ -245,8 +242,11 @@ class PairwiseAUC(Protocol):
         self.train = dataset.with_interactions(inter[in_train], f"{dataset.name}/pair-train")
         self.test_pairs = self._pairs(test_users)
         self.train_pairs = self._pairs(train_users)
-        if not len(self.test_pairs):
-            raise ValueError(f"no user has more than {history_len} interactions for pairwise-auc")
+        if not len(self.test_pairs) or self.test_pairs["label"].nunique() < 2:
+            raise ValueError(
+                f"pairwise-auc needs test users with more than {history_len} rated "
+                "interactions and both liked and disliked candidates"
+            )
 
     def _pairs(self, users: np.ndarray) -> pd.DataFrame:
         """One row per pair: user code, candidate item code, label, and the history rows."""
@@ -273,7 +273,8 @@ class PairwiseAUC(Protocol):
         frame = pd.DataFrame(
             records, columns=["user", "item", "rating", "hist_items", "hist_ratings", "hist_times"]
         )
-        frame["label"] = (frame["rating"] >= ds.like_threshold).astype(np.int8)
+        rating = frame["rating"].to_numpy(dtype=np.float64)
+        frame["label"] = (np.isnan(rating) | (rating >= ds.like_threshold)).astype(np.int8)
         return frame
 
     @property
@@ -285,7 +286,7 @@ class PairwiseAUC(Protocol):
         return [
             UserContext(
                 history=tuple(
-                    Interaction(ids[i], float(r), int(t))
+                    Interaction(ids[i], None if np.isnan(r) else float(r), int(t))
                     for i, r, t in zip(hi, hr, ht, strict=True)
                 )
             )
@@ -318,10 +319,12 @@ class PairwiseAUC(Protocol):
         from sklearn.linear_model import LogisticRegression
 
         train = self.train.interactions
-        global_mean = float(np.nanmean(train["rating"])) if len(train) else 0.0
+        rated = train[train["rating"].notna()]
+        global_mean = float(rated["rating"].mean()) if len(rated) else 0.0
         shrink = 10.0
-        sums = np.bincount(train["item"], np.nan_to_num(train["rating"]), self.dataset.n_items)
-        counts = np.bincount(train["item"], minlength=self.dataset.n_items)
+        n_items = self.dataset.n_items
+        sums = np.bincount(rated["item"], rated["rating"].to_numpy(np.float64), n_items)
+        counts = np.bincount(rated["item"], minlength=n_items)
         item_mean = (sums + shrink * global_mean) / (counts + shrink)
 
         def features(pairs: pd.DataFrame) -> np.ndarray:
@@ -399,27 +402,40 @@ class ColdStart(Protocol):
         return ev
 
 
-def build_protocols(dataset: Dataset, config: Any, seed: int) -> list[Protocol]:
-    """The protocols a :class:`~hybridrec.eval.config.BenchConfig` asks for, prepared."""
+def build_protocols(
+    dataset: Dataset, config: Any, seed: int
+) -> tuple[list[Protocol], dict[str, str]]:
+    """The protocols a :class:`~hybridrec.eval.config.BenchConfig` asks for, prepared.
+
+    Returns the protocols and, for each one that cannot run on this dataset (pairwise AUC on
+    implicit feedback, say), the reason it was skipped.
+    """
     common = {"seed": seed, "users": config.users, "k": config.k}
     out: list[Protocol] = []
+    skipped: dict[str, str] = {}
     for name in config.protocols:
-        if name == "full-ranking":
-            out.append(FullRanking(dataset, **common))
-        elif name == "sampled":
-            for sampling in ("random", "popularity"):
+        try:
+            if name == "full-ranking":
+                out.append(FullRanking(dataset, **common))
+            elif name == "sampled":
+                for sampling in ("random", "popularity"):
+                    out.append(
+                        Sampled(dataset, negatives=config.negatives, sampling=sampling, **common)
+                    )
+            elif name == "pairwise-auc":
+                if not dataset.is_explicit:
+                    raise ValueError("pairwise-auc needs ratings; this dataset is implicit")
                 out.append(
-                    Sampled(dataset, negatives=config.negatives, sampling=sampling, **common)
+                    PairwiseAUC(
+                        dataset,
+                        history_len=config.history_len,
+                        pairs_per_user=config.pairs_per_user,
+                        **common,
+                    )
                 )
-        elif name == "pairwise-auc":
-            out.append(
-                PairwiseAUC(
-                    dataset,
-                    history_len=config.history_len,
-                    pairs_per_user=config.pairs_per_user,
-                    **common,
-                )
-            )
-        elif name == "cold-start":
-            out.append(ColdStart(dataset, frac=config.cold_start_frac, **common))
-    return out
+            elif name == "cold-start":
+                out.append(ColdStart(dataset, frac=config.cold_start_frac, **common))
+        except ValueError as err:
+            logger.warning("%s: protocol %s skipped: %s", dataset.name, name, err)
+            skipped[name] = str(err)
+    return out, skipped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,15 @@ import numpy as np
 
 from hybridrec.persistence import atomic_write_bytes, atomic_write_text
 
+logger = logging.getLogger(__name__)
+
 # Columns shown per protocol, in order (metrics absent from a run are skipped).
 MAIN_METRICS = {
     "full-ranking": [
         "ndcg@{k}",
         "hr@{k}",
         "recall@{k}",
+        "precision@{k}",
         "mrr@{kmax}",
         "auc",
         "diversity@{k}",
@@ -61,7 +65,12 @@ def write_results(results: dict[str, Any], arrays: dict[str, np.ndarray], out: P
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     atomic_write_bytes(out / "per_user.npz", buf.getvalue())
-    plots = write_plots(results, out)
+    atomic_write_text(out / "results.md", markdown(results))  # the tables, even if plots fail
+    try:
+        plots = write_plots(results, out)
+    except Exception:  # noqa: BLE001 - a plotting problem must not lose the results
+        logger.exception("plotting failed; results.json and results.md are written")
+        return
     atomic_write_text(out / "results.md", markdown(results, plots))
 
 
@@ -88,8 +97,13 @@ def _sig(versus: dict[str, Any], metric: str) -> str:
     test = versus.get(metric)
     if not test:
         return ""
-    p = test.get("p_ttest", test.get("p_bootstrap"))
-    if p is None or (isinstance(p, float) and math.isnan(p)):
+    p = None
+    for key in ("p_ttest", "p_wilcoxon", "p_bootstrap"):
+        value = test.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            p = value
+            break
+    if p is None:
         return ""
     return " *" if p < 0.05 else ""
 
@@ -107,7 +121,8 @@ def markdown(results: dict[str, Any], plots: list[str] | None = None) -> str:
         f"- seeds: {cfg['seeds']}; users per protocol: {cfg['users'] or 'all'}; "
         f"bootstrap resamples: {cfg['bootstrap']}",
         f"- baseline for significance: `{results['baseline']}` (`*` = p < 0.05, paired t-test "
-        "over users; bootstrap over users for pairwise AUC). `±` is half the 95% bootstrap CI.",
+        "over users, Wilcoxon where the t-test is undefined; bootstrap over users for "
+        "pairwise AUC). `±` is half the 95% bootstrap CI.",
         "",
     ]
     rows = results["rows"]
@@ -120,14 +135,14 @@ def markdown(results: dict[str, Any], plots: list[str] | None = None) -> str:
         lines += [f"## {dataset} — {protocol} (seed {seed})", ""]
         lines += [f"> {results['protocols'].get(protocol, {}).get('description', '')}", ""]
         with_cost = protocol == "full-ranking"
-        head = ["recommender", *cols] + (
-            ["fit s", "p50 ms", "p95 ms", "users/s batched"] if with_cost else []
-        )
+        cost_cols = ["fit s", "fit peak MB", "p50 ms", "p95 ms", "p99 ms", "users/s batched"]
+        head = ["recommender", *cols] + (cost_cols if with_cost else [])
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in group:
             if r["status"] != "ok":
+                word = "skipped" if r["status"] == "skipped" else "failed"
                 lines.append(
-                    f"| {r['recommender']} | **failed**: {r['error']} |" + " |" * (len(head) - 2)
+                    f"| {r['recommender']} | **{word}**: {r['error']} |" + " |" * (len(head) - 2)
                 )
                 continue
             cells = [r["recommender"]] + [
@@ -152,64 +167,90 @@ def markdown(results: dict[str, Any], plots: list[str] | None = None) -> str:
 
 
 def write_plots(results: dict[str, Any], out: Path) -> list[str]:
-    """Accuracy against latency, and metric bars with confidence intervals, as PNG files."""
+    """Accuracy against latency, and metric bars with confidence intervals, as PNG files.
+
+    One set of figures per (dataset, seed); file names carry them only when a run has more
+    than one, so a single-dataset, single-seed run writes ``accuracy_vs_latency.png`` and
+    ``metrics_<protocol>.png``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written: list[str] = []
-    rows = [r for r in results["rows"] if r["status"] == "ok"]
+    ok = [r for r in results["rows"] if r["status"] == "ok"]
     k = min(results["config"]["k"])
-    full = [r for r in rows if r["protocol"] == "full-ranking" and r.get("latency")]
-    metric = f"ndcg@{k}"
-    pts = [
-        (r["latency"]["p50_ms"], r["metrics"][metric]["mean"], r["recommender"])
-        for r in full
-        if metric in r["metrics"]
-    ]
-    if pts:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for x, y, label in pts:
-            ax.scatter(max(x, 1e-3), y)
-            ax.annotate(label, (max(x, 1e-3), y), textcoords="offset points", xytext=(4, 4))
-        ax.set_xscale("log")
-        ax.set_xlabel("p50 latency per user (ms, log scale)")
-        ax.set_ylabel(f"NDCG@{k} (full ranking)")
-        ax.set_title("Accuracy against latency")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / "accuracy_vs_latency.png", dpi=120)
-        plt.close(fig)
-        written.append("accuracy_vs_latency.png")
-    for protocol in dict.fromkeys(r["protocol"] for r in rows):
-        group = [r for r in rows if r["protocol"] == protocol]
-        wanted = (f"ndcg@{k}", f"hr@{k}", "auc")
-        names = [m for m in wanted if any(m in r["metrics"] for r in group)]
-        if not names:
-            continue
-        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False)
-        for ax, name in zip(axes[0], names, strict=True):
-            labels, means, errs = [], [], []
-            for r in group:
-                m = r["metrics"].get(name)
-                if not m or m.get("mean") is None:
-                    continue
-                labels.append(r["recommender"])
-                means.append(m["mean"])
-                lo, hi = m.get("ci_low"), m.get("ci_high")
-                errs.append(
-                    (m["mean"] - lo, hi - m["mean"])
-                    if lo is not None and hi is not None
-                    else (0.0, 0.0)
-                )
-            ax.bar(range(len(labels)), means, yerr=np.array(errs).T if errs else None, capsize=3)
-            ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-            ax.set_title(f"{protocol}: {name}")
-            ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        name = f"metrics_{protocol}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        written.append(name)
+    groups = list(dict.fromkeys((r["dataset"], r["seed"]) for r in ok))
+    for dataset, seed in groups:
+        rows = [r for r in ok if (r["dataset"], r["seed"]) == (dataset, seed)]
+        suffix = "" if len(groups) == 1 else f"_{_slug(dataset)}_seed{seed}"
+        title = "" if len(groups) == 1 else f" ({dataset}, seed {seed})"
+        full = [r for r in rows if r["protocol"] == "full-ranking" and r.get("latency")]
+        metric = f"ndcg@{k}"
+        pts = [
+            (r["latency"]["p50_ms"], r["metrics"][metric]["mean"], r["recommender"])
+            for r in full
+            if metric in r["metrics"]
+        ]
+        if pts:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for x, y, label in pts:
+                ax.scatter(max(x, 1e-3), y)
+                ax.annotate(label, (max(x, 1e-3), y), textcoords="offset points", xytext=(4, 4))
+            ax.set_xscale("log")
+            ax.set_xlabel("p50 latency per user (ms, log scale)")
+            ax.set_ylabel(f"NDCG@{k} (full ranking)")
+            ax.set_title(f"Accuracy against latency{title}")
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            name = f"accuracy_vs_latency{suffix}.png"
+            fig.savefig(out / name, dpi=120)
+            plt.close(fig)
+            written.append(name)
+        for protocol in dict.fromkeys(r["protocol"] for r in rows):
+            name = f"metrics_{protocol}{suffix}.png"
+            if _metric_bars(
+                plt,
+                [r for r in rows if r["protocol"] == protocol],
+                k,
+                f"{protocol}{title}",
+                out / name,
+            ):
+                written.append(name)
     return written
+
+
+def _metric_bars(plt: Any, group: list[dict[str, Any]], k: int, title: str, path: Path) -> bool:
+    wanted = (f"ndcg@{k}", f"hr@{k}", "auc")
+    names = [m for m in wanted if any(m in r["metrics"] for r in group)]
+    if not names:
+        return False
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        labels, means, errs = [], [], []
+        for r in group:
+            m = r["metrics"].get(name)
+            if not m or m.get("mean") is None:
+                continue
+            labels.append(r["recommender"])
+            means.append(m["mean"])
+            lo, hi = m.get("ci_low"), m.get("ci_high")
+            # a percentile interval need not contain the mean: clamp the bar's whiskers
+            errs.append(
+                (max(0.0, m["mean"] - lo), max(0.0, hi - m["mean"]))
+                if lo is not None and hi is not None
+                else (0.0, 0.0)
+            )
+        ax.bar(range(len(labels)), means, yerr=np.array(errs).T if errs else None, capsize=3)
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_title(f"{title}: {name}")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text)

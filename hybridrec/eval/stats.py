@@ -37,7 +37,8 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Paired comparison of two per-user arrays over the same users (NaN pairs dropped).
 
     Returns the mean difference ``a - b``, the two-sided p-value of a paired t-test and of a
-    Wilcoxon signed-rank test (NaN when every difference is zero or too few pairs).
+    Wilcoxon signed-rank test (both NaN when every difference is zero or there are fewer than
+    two pairs; the t-test's NaN also when every difference is the same).
 
     Example:
         >>> r = paired_test(np.arange(10.0) + 1, np.arange(10.0))
@@ -54,6 +55,11 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     if len(d) < 2 or np.all(d == 0):
         out.update(p_ttest=float("nan"), p_wilcoxon=float("nan"))
         return out
+    # a t-test is undefined when every difference is the same; Wilcoxon still answers
+    constant = np.all(d == d[0])
+    out["p_ttest"] = float("nan") if constant else float(stats.ttest_rel(a[keep], b[keep]).pvalue)
+    out["p_wilcoxon"] = float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+    return out
     if np.all(d == d[0]):  # constant non-zero difference: certainly different
         out.update(p_ttest=0.0, p_wilcoxon=0.0)
         return out
