@@ -251,7 +251,7 @@ def bench_cmd(
     """Compare recommenders on accuracy, diversity and cost; write JSON, Markdown and plots."""
     from hybridrec.eval.bench import run_benchmark
     from hybridrec.eval.config import BenchConfig
-    from hybridrec.eval.report import markdown, write_results
+    from hybridrec.eval.report import console_summary, write_results
 
     try:
         cfg = (
@@ -290,8 +290,9 @@ def bench_cmd(
     if as_json:
         click.echo((out / "results.json").read_text(encoding="utf-8"))
     else:
-        click.echo(markdown(results))
-        click.echo(f"\nwrote {out}/results.json, results.md, per_user.npz and plots")
+        click.echo(console_summary(results))
+        click.echo(f"full tables with 95% CIs and significance: {out}/results.md")
+        click.echo(f"every number: {out}/results.json; per-user arrays: per_user.npz; plots: *.png")
     if all(r["status"] != "ok" for r in results["rows"]):
         sys.exit(1)
 

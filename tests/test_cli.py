@@ -84,6 +84,6 @@ def test_bench_writes_results(tmp_path: Path) -> None:
     )
     out = tmp_path / "out"
     result = invoke("bench", str(config), "--out", str(out), "--quiet")
-    assert "| popularity |" in result.output
+    assert "full-ranking" in result.output and "  popularity " in result.output
     doc = json.loads((out / "results.json").read_text())
     assert {r["recommender"] for r in doc["rows"]} == {"random", "popularity"}

@@ -166,6 +166,53 @@ def markdown(results: dict[str, Any], plots: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def console_summary(results: dict[str, Any], width: int = 6) -> str:
+    """A compact plain-text table per protocol (means only) for the terminal.
+
+    The full tables, with confidence intervals and every metric, are in ``results.md``.
+    """
+    cfg = results["config"]
+    lines: list[str] = []
+    rows = results["rows"]
+    keys = list(dict.fromkeys((r["dataset"], r["protocol"], r["seed"]) for r in rows))
+    for dataset, protocol, seed in keys:
+        group = [
+            r for r in rows if (r["dataset"], r["protocol"], r["seed"]) == (dataset, protocol, seed)
+        ]
+        metrics = {m for r in group for m in r["metrics"]}
+        cols = _columns(protocol, metrics, list(cfg["k"]))[:width]
+        cost = protocol == "full-ranking"
+        head = ["recommender", *cols] + (["p50 ms"] if cost else [])
+        table = [head]
+        for r in group:
+            if r["status"] != "ok":
+                table.append([r["recommender"], f"{r['status']}: {r['error']}"[:60]])
+                continue
+            cells = [r["recommender"]]
+            for c in cols:
+                m = r["metrics"].get(c) or {}
+                mean = m.get("mean")
+                cells.append(
+                    "–" if mean is None else f"{mean:.4f}" if abs(mean) < 100 else f"{mean:.1f}"
+                )
+            if cost:
+                lat = r.get("latency") or {}
+                cells.append(f"{lat['p50_ms']:.2f}" if lat else "–")
+            table.append(cells)
+        widths = [max(len(row[i]) for row in table if i < len(row)) for i in range(len(head))]
+        lines.append(f"{dataset} · {protocol} · seed {seed}")
+        for row in table:
+            lines.append(
+                "  "
+                + "  ".join(
+                    cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                    for i, cell in enumerate(row)
+                )
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write_plots(results: dict[str, Any], out: Path) -> list[str]:
     """Accuracy against latency, and metric bars with confidence intervals, as PNG files.
 
