@@ -14,6 +14,10 @@ alias (case-insensitive)                   kind                 shipped by (pip)
 
 Later stages add their own rows to :data:`ALIASES` (an instruction LM, a tiny GPT-2 test model).
 
+A model's *identity* (:func:`model_identity`), what embedding caches key vectors by and what
+saved retrievers record, is its canonical name, plus, for a local folder, a fingerprint of the
+folder's files: weights changed in place give a new identity, so no stale vectors are reused.
+
 Example:
     >>> from hybridrec.models import resolve_model, canonical_model_name
     >>> canonical_model_name("all-minilm-l6-v2")
@@ -23,9 +27,12 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import logging
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,3 +173,74 @@ def canonical_model_name(name: str, kind: str = "sentence-transformer") -> str:
         return str(Path(name).expanduser().resolve())
     alias = find_alias(name, kind)
     return alias.canonical if alias is not None else name
+
+
+#: length of the folder fingerprint (hex digits of a sha256) in a model identity
+FINGERPRINT_CHARS = 16
+_IDENTITY = re.compile(rf"^(?P<name>.*)#(?P<fingerprint>[0-9a-f]{{{FINGERPRINT_CHARS}}})$", re.S)
+
+
+def model_fingerprint(folder: str | os.PathLike[str]) -> str:
+    """A cheap fingerprint of a local model folder's files (hex sha256).
+
+    It hashes the relative path, size and modification time (``st_mtime_ns``) of every file in
+    the folder and its sub-folders (symlinks followed to their targets; hidden files and
+    folders such as ``.git`` and Markdown files such as ``README.md`` skipped), not the files'
+    contents: hashing contents would read the whole model (90 MB for all-MiniLM-L6-v2) each
+    time one is named. Weights or configs rewritten in place change it; so does merely
+    touching or copying the files without their modification times (then cached vectors are
+    recomputed once, and a retriever saved with the old files asks to be refitted).
+
+    Example:
+        >>> # model_fingerprint("models/my-finetuned-minilm")[:16]
+    """
+    root = Path(folder)
+    digest = hashlib.sha256()
+    entries: list[tuple[str, int, int]] = []
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if name.startswith(".") or name.lower().endswith(".md"):
+                continue
+            path = Path(here) / name
+            try:
+                st = path.stat()
+            except OSError:  # a dangling symlink, a file removed meanwhile
+                continue
+            entries.append((path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    for rel, size, mtime in sorted(entries):
+        digest.update(f"{rel}\0{size}\0{mtime}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def model_identity(name: str, kind: str = "sentence-transformer") -> str:
+    """What identifies a model's weights, for cache keys and saved-model checks.
+
+    The canonical name (:func:`canonical_model_name`); for a local folder, its absolute path
+    plus ``#`` and the first 16 hex digits of :func:`model_fingerprint`, so vectors made with
+    weights that were later changed in place are never taken for the new weights' vectors.
+
+    Example:
+        >>> model_identity("all-minilm-l6-v2")
+        'sentence-transformers/all-MiniLM-L6-v2'
+        >>> # model_identity("models/tuned") -> '/home/me/models/tuned#3f1c0d9a4b2e7c55'
+    """
+    canonical = canonical_model_name(name, kind)
+    if _is_local(name) and Path(canonical).is_dir():
+        return f"{canonical}#{model_fingerprint(canonical)[:FINGERPRINT_CHARS]}"
+    return canonical
+
+
+def split_model_identity(identity: str) -> tuple[str, str | None]:
+    """``(canonical name, fingerprint or None)`` of a :func:`model_identity`.
+
+    Example:
+        >>> split_model_identity("/models/tuned#3f1c0d9a4b2e7c55")
+        ('/models/tuned', '3f1c0d9a4b2e7c55')
+        >>> split_model_identity("org/model")
+        ('org/model', None)
+    """
+    match = _IDENTITY.match(identity)
+    if match is None:
+        return identity, None
+    return match["name"], match["fingerprint"]

@@ -98,11 +98,20 @@ def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Load an ``.npz`` written by :func:`save_arrays`, never unpickling anything."""
+    """Load an ``.npz`` written by :func:`save_arrays`, never unpickling anything.
+
+    Raises:
+        ModelFileError: the file is missing, truncated or corrupted.
+    """
+    import zipfile
+    import zlib
+
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as err:
+    except (
+        OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError
+    ) as err:
         raise ModelFileError(f"{path}: cannot read arrays ({err})") from err
 
 

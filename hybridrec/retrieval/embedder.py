@@ -7,11 +7,20 @@ terminal, or when asked), on CUDA when there is a GPU, and loads the model only 
 actually needs encoding.
 
 :class:`EmbeddingCache` keeps every vector it is given on disk, keyed by
-``sha256(model id + NUL + text)``, so re-indexing a catalogue in which a few items changed
-encodes only those. The cache lives in ``$HYBRIDREC_CACHE/embeddings`` (default
-``~/.cache/hybridrec/embeddings``), one folder per model, as ``.npz`` shards (``keys``: the
-32-byte digests as ``uint8`` rows, ``vectors``: float32), written atomically and read without
-pickle. An unreadable shard is skipped with a warning: the cache can always be rebuilt.
+``sha256(model identity + NUL + text)``, so re-indexing a catalogue in which a few items changed
+encodes only those. The model identity (:func:`hybridrec.models.model_identity`) of a local
+model folder includes a fingerprint of its files, so weights changed in place never get the old
+weights' vectors. The cache lives in ``$HYBRIDREC_CACHE/embeddings`` (default
+``~/.cache/hybridrec/embeddings``), one folder per model identity, as ``.npz`` shards
+(``keys``: the 32-byte digests as ``uint8`` rows, ``vectors``: float32), written atomically and
+read without pickle.
+
+The cache is a convenience and never fails the work it speeds up: an unreadable (truncated,
+corrupted) shard is skipped with one warning and deleted by the next compaction, and a cache
+that cannot be written (read-only or full disk) costs a warning, not the encode. Several
+processes may share a cache folder: a shard is written whole or not at all, and compaction
+(merging many shards into one) holds an advisory lock (``fcntl.flock`` on ``.lock`` in the
+folder, where the platform has it) and deletes only the shards it merged.
 """
 
 from __future__ import annotations
@@ -22,10 +31,14 @@ import json
 import logging
 import os
 import re
+import struct
 import sys
 import threading
 import time
+import unicodedata
 import uuid
+import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +47,13 @@ from typing import Any
 
 import numpy as np
 
-from hybridrec.models import DEFAULT_SENTENCE_TRANSFORMER, canonical_model_name, resolve_model
+from hybridrec.models import (
+    DEFAULT_SENTENCE_TRANSFORMER,
+    canonical_model_name,
+    model_identity,
+    resolve_model,
+    split_model_identity,
+)
 from hybridrec.persistence import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -44,6 +63,14 @@ logger = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 16_384
 #: shards in a cache folder beyond which they are merged into one
 MAX_SHARDS = 16
+#: the advisory lock file of a cache folder (held while compacting)
+LOCK_FILE = ".lock"
+#: what reading a damaged ``.npz`` shard can raise (found by truncating shards and flipping
+#: their bits byte by byte)
+SHARD_ERRORS = (
+    ValueError, KeyError, EOFError, NotImplementedError, RuntimeError, struct.error,
+    zipfile.BadZipFile, zlib.error,
+)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MODELS: dict[tuple[str, str | None], tuple[Any, int]] = {}
@@ -72,8 +99,25 @@ def sanitize_text(text: object) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+def is_blank(text: object) -> bool:
+    """Whether a text has nothing to read: only whitespace, control and format characters.
+
+    Control (``Cc``, e.g. NUL, BEL, escape) and format (``Cf``, e.g. zero-width space, bidi
+    marks) characters carry no meaning for the model, so ``"\\x00\\x07"`` and ``"\\u200b"``
+    count as empty, like ``None`` and ``"  "``.
+
+    Example:
+        >>> is_blank(" \\x00\\u200b\\n"), is_blank("a\\u200b")
+        (True, False)
+    """
+    return not any(
+        not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf")
+        for ch in sanitize_text(text)
+    )
+
+
 def text_key(model_id: str, text: str) -> bytes:
-    """The 32-byte cache key of a text under a model: ``sha256(model id + NUL + text)``."""
+    """The 32-byte cache key of a text under a model: ``sha256(model identity + NUL + text)``."""
     digest = hashlib.sha256(model_id.encode("utf-8"))
     digest.update(b"\0")
     digest.update(text.encode("utf-8", "surrogatepass"))
@@ -89,7 +133,7 @@ class EmbeddingCache:
     """Vectors of one model's texts on disk, keyed by :func:`text_key`.
 
     Args:
-        model_id: the canonical model name (see :func:`hybridrec.models.canonical_model_name`).
+        model_id: the model identity (see :func:`hybridrec.models.model_identity`).
         root: the embeddings folder; default ``cache_root() / "embeddings"``.
 
     Example:
@@ -107,7 +151,8 @@ class EmbeddingCache:
         )
         self._rows: dict[bytes, int] | None = None
         self._vectors: np.ndarray | None = None
-        self._shards: set[str] = set()
+        self._shards: set[str] = set()  # shards read into memory
+        self._bad: set[str] = set()  # unreadable shards (warned about once, compaction deletes)
 
     # ------------------------------------------------------------------ reading
     def _shard_files(self) -> list[Path]:
@@ -122,7 +167,7 @@ class EmbeddingCache:
         blocks = [] if self._vectors is None else [self._vectors]
         n = 0 if self._vectors is None else len(self._vectors)
         for file in self._shard_files():
-            if file.name in self._shards:
+            if file.name in self._shards or file.name in self._bad:
                 continue
             try:
                 with np.load(file, allow_pickle=False) as data:
@@ -137,8 +182,14 @@ class EmbeddingCache:
                     raise ValueError("unexpected keys/vectors layout")
                 if blocks and vectors.shape[1] != blocks[0].shape[1]:
                     raise ValueError(f"dimension {vectors.shape[1]} != {blocks[0].shape[1]}")
-            except (OSError, ValueError, KeyError, EOFError) as err:
+            except FileNotFoundError:  # merged into another shard by a compaction meanwhile
+                continue
+            except OSError as err:  # unreadable now (permissions, no file handles): not damaged
+                logger.warning("embedding cache: cannot read shard %s now (%s)", file, err)
+                continue
+            except SHARD_ERRORS as err:  # damaged: skipped from now on, deleted by compaction
                 logger.warning("embedding cache: skipping unreadable shard %s (%s)", file, err)
+                self._bad.add(file.name)
                 continue
             for i, key in enumerate(_key_bytes(keys)):
                 self._rows.setdefault(key, n + i)
@@ -179,33 +230,90 @@ class EmbeddingCache:
         name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
         atomic_write_bytes(self.folder / name, _npz_bytes(keys=keys_arr, vectors=vectors))
         self._load()
-        if len(self._shards) > MAX_SHARDS:
-            self.compact()
+        if len(self._shards) + len(self._bad) > MAX_SHARDS:
+            self.compact(wait=False)  # another process compacting now will do
 
-    def compact(self) -> None:
-        """Merge every shard into one (readers at the same time at worst miss a few vectors)."""
-        self._load()
-        assert self._rows is not None
-        if self._vectors is None:
-            return
-        old = self._shard_files()
-        keys = _key_array(list(self._rows))
-        rows = np.fromiter(self._rows.values(), np.int64, len(self._rows))
-        vectors = self._vectors[rows]
-        name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
-        atomic_write_bytes(self.folder / name, _npz_bytes(keys=keys, vectors=vectors))
-        for file in old:
-            if file.name != name:
-                file.unlink(missing_ok=True)
-        self._rows = {k: i for i, k in enumerate(_key_bytes(keys))}
-        self._vectors = vectors
-        self._shards = {name}
+    def compact(self, *, wait: bool = True) -> bool:
+        """Merge the shards read into one and delete them, and delete unreadable shards.
+
+        Only the shards actually merged are deleted: shards other processes write meanwhile
+        stay. The folder's advisory lock is held throughout, so compactions in several
+        processes take turns (readers at the same time at worst miss a shard for one read).
+
+        Args:
+            wait: wait for another process's compaction to finish; ``False`` skips this one.
+
+        Returns:
+            Whether it compacted (``False``: ``wait=False`` and another process held the lock).
+        """
+        if not self.folder.is_dir():
+            return False
+        with _folder_lock(self.folder / LOCK_FILE, wait=wait) as locked:
+            if not locked:
+                logger.debug("embedding cache %s: another process is compacting", self.folder)
+                return False
+            self._load()  # the lock holder before us may have merged shards into a new one
+            assert self._rows is not None
+            merged = set(self._shards)
+            name = None
+            if self._vectors is not None and len(merged) > 1:
+                keys = _key_array(list(self._rows))
+                rows = np.fromiter(self._rows.values(), np.int64, len(self._rows))
+                vectors = self._vectors[rows]
+                name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
+                atomic_write_bytes(self.folder / name, _npz_bytes(keys=keys, vectors=vectors))
+                self._rows = {k: i for i, k in enumerate(_key_bytes(keys))}
+                self._vectors = vectors
+                self._shards = {name}
+            else:
+                merged = set()  # nothing to merge
+            for old in sorted(merged | self._bad):
+                if old != name:
+                    (self.folder / old).unlink(missing_ok=True)
+            self._bad.clear()
+        return True
 
     def clear(self) -> None:
         """Delete this model's cached vectors."""
-        for file in self._shard_files():
-            file.unlink(missing_ok=True)
-        self._rows, self._vectors, self._shards = None, None, set()
+        with _folder_lock(self.folder / LOCK_FILE, wait=True):
+            for file in self._shard_files():
+                file.unlink(missing_ok=True)
+        self._rows, self._vectors, self._shards, self._bad = None, None, set(), set()
+
+
+@contextmanager
+def _folder_lock(path: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold an exclusive advisory lock (``fcntl.flock``) on ``path``; yields whether it is held.
+
+    Where the platform has no ``fcntl`` (Windows) or the file system refuses locks, yields
+    ``True`` without a lock: compaction deletes only what it merged, so it stays safe, if
+    wasteful. With ``wait=False`` a lock held elsewhere yields ``False`` at once.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield True
+        return
+    try:
+        handle = open(path, "a+b")
+    except OSError as err:
+        logger.debug("embedding cache: cannot open lock file %s (%s); not locking", path, err)
+        yield True
+        return
+    with handle:
+        held: bool | None = None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            held = True
+        except BlockingIOError:
+            held = False
+        except OSError as err:  # e.g. a network file system without locks
+            logger.debug("embedding cache: cannot lock %s (%s); not locking", path, err)
+        try:
+            yield held is not False
+        finally:
+            if held:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _key_array(keys: Sequence[bytes]) -> np.ndarray:
@@ -238,6 +346,10 @@ class EmbedderStats:
 class Embedder:
     """Sentence-transformers text encoder with an on-disk cache.
 
+    ``model_id`` is the model's identity (:func:`hybridrec.models.model_identity`): for a local
+    folder, its absolute path plus a fingerprint of its files, taken again before the model is
+    loaded, so a folder whose weights change before then gets a new identity (and cache).
+
     Args:
         model: alias, hub id or local folder (see :mod:`hybridrec.models`).
         device: ``"cpu"``, ``"cuda"``, ...; default CUDA when available, else CPU.
@@ -263,19 +375,45 @@ class Embedder:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.model = model
-        self.model_id = canonical_model_name(model)
+        self.model_id = model_identity(model)
+        self._local = split_model_identity(self.model_id)[1] is not None
         self.device = device
         self.batch_size = batch_size
         self.show_progress = show_progress
-        if cache is False or cache is None:
-            self.cache: EmbeddingCache | None = None
-        elif cache is True:
-            self.cache = EmbeddingCache(self.model_id)
-        else:
-            self.cache = EmbeddingCache(self.model_id, cache)
+        self._cache_setting = cache
+        self.cache: EmbeddingCache | None = self._make_cache()
         self.stats = EmbedderStats()
         self._model: Any = None
         self._dim: int | None = None
+        self._cache_write_warned = False
+
+    def _make_cache(self) -> EmbeddingCache | None:
+        cache = self._cache_setting
+        if cache is False or cache is None:
+            return None
+        return EmbeddingCache(self.model_id, None if cache is True else cache)
+
+    @property
+    def model_name(self) -> str:
+        """The canonical model name (hub id, or a local folder's absolute path)."""
+        return canonical_model_name(self.model)
+
+    def _refresh_identity(self) -> None:
+        """Fingerprint a local model folder again, until its weights are loaded.
+
+        Loaded weights pin the identity: the vectors this embedder makes are theirs.
+        """
+        if not self._local or self._model is not None:
+            return
+        folder = split_model_identity(self.model_id)[0]  # absolute: whatever the cwd is now
+        if not Path(folder).is_dir():
+            return  # gone: loading it will say so
+        identity = model_identity(folder)
+        if identity != self.model_id:
+            logger.info("model folder %s changed; its identity is now %s", folder, identity)
+            self.model_id = identity
+            self.cache = self._make_cache()
+            self._dim = None
 
     def __repr__(self) -> str:
         return f"Embedder({self.model_id!r}, device={self.device!r})"
@@ -283,8 +421,10 @@ class Embedder:
     # ------------------------------------------------------------------ model
     def _load_model(self) -> Any:
         if self._model is None:
+            # a local folder by the absolute path its identity was taken from
+            where = split_model_identity(self.model_id)[0] if self._local else self.model
             self._model, self._dim = _shared_model(
-                self.model, self.model_id, self.device, self._progress(None)
+                where, self.model_id, self.device, self._progress(None)
             )
         return self._model
 
@@ -292,6 +432,7 @@ class Embedder:
     def dim(self) -> int:
         """Dimension of the vectors (loads the model if nothing was encoded yet)."""
         if self._dim is None:
+            self._refresh_identity()
             self._load_model()
         assert self._dim is not None
         return self._dim
@@ -335,6 +476,7 @@ class Embedder:
         clean = [sanitize_text(t) for t in texts]
         if not clean:
             return np.zeros((0, self.dim), np.float32)
+        self._refresh_identity()
         unique = list(dict.fromkeys(clean))
         where = {t: i for i, t in enumerate(unique)}
         vectors: np.ndarray | None = None
@@ -358,9 +500,19 @@ class Embedder:
                 vectors = np.zeros((len(unique), fresh.shape[1]), np.float32)
             vectors[todo] = fresh
             if cache is not None:
-                cache.put([keys[i] for i in todo], fresh)
+                self._cache_put(cache, [keys[i] for i in todo], fresh)
         assert vectors is not None
         return vectors[[where[t] for t in clean]]
+
+    def _cache_put(self, cache: EmbeddingCache, keys: list[bytes], vectors: np.ndarray) -> None:
+        """Store fresh vectors; a cache that cannot be written costs a warning, not the encode."""
+        try:
+            cache.put(keys, vectors)
+        except OSError as err:  # read-only folder, full disk, ...
+            log = logger.debug if self._cache_write_warned else logger.warning
+            log("embedding cache %s: cannot store vectors (%s); continuing without caching",
+                cache.folder, err)
+            self._cache_write_warned = True
 
     def encode_one(self, text: object) -> np.ndarray:
         """The vector of one text (not cached: queries are rarely repeated), shape ``(dim,)``."""

@@ -34,14 +34,30 @@ Add, remove and update work without a full rebuild:
 
 Exclusion is exact: :meth:`VectorIndex.search` takes, per query, ids that must not be returned
 and passes them to FAISS as ``SearchParameters(sel=IDSelectorNot(IDSelectorBatch(...)))``, so
-the index returns the best ``k`` of the allowed vectors (never over-fetching and filtering
-afterwards). Queries that share the same exclusion are searched in one batch.
+an excluded id is never returned and no result is wasted on one. Queries that share the same
+exclusion are searched in one batch. What comes back:
+
+* flat: exactly the best ``k`` of the allowed vectors.
+* every kind: ``min(k, number of allowed vectors)`` results, never fewer. A query that an
+  approximate search answers short (its beam or its probed lists held too few allowed
+  vectors) is searched again: IVF with 4x the lists probed, up to all of them (an exhaustive
+  scan of the quantised vectors); HNSW by an exact scan of its stored vectors.
+* HNSW: the approximate best ``k`` of the allowed vectors. A user's excluded (seen) items
+  cluster around the user's vector, where they would fill the search beam, so the beam is
+  widened to ``efSearch = (max(ef_search, k) + excluded) / (1 - tombstone share)``: the
+  room an unexcluded search has, plus a place per excluded vector (tombstones are spread
+  over the graph and take their share of the beam). When a widened beam reaches 1/16 of the
+  graph, an exact scan of the stored vectors is cheaper and is used instead. Recall is then
+  about what HNSW reaches with no exclusion at ``ef_search`` (measured on realistic vectors:
+  recall@100 about 0.9 with the 300 nearest of 100,000 excluded, 0.77 unexcluded), not a
+  guarantee of the exact best ``k``; raise ``ef_search`` for more.
+* IVF: the approximate best ``k`` at ``nprobe`` (plus the widening above when short).
 
 GPU: with ``use_gpu`` (default: when FAISS sees a GPU) flat and IVF searches run on a GPU copy
 of the index. FAISS's GPU indexes take no id selector, so there exclusion fetches
-``k + len(excluded)`` results and drops the excluded ones; this is exact too (the excluded
-items can take at most ``len(excluded)`` of the places). Searches that would need more than
-the GPU's k limit (2048) run on the CPU index.
+``k + len(excluded)`` results and drops the excluded ones; for a flat index this is exact too
+(the excluded items can take at most ``len(excluded)`` of the places). Searches that would need
+more than the GPU's k limit (2048), and short answers, run on the CPU index.
 
 Persistence (:meth:`VectorIndex.save` / :meth:`VectorIndex.load`): a folder with
 ``index.faiss`` (FAISS's own format), ``ids.npz`` (no pickle) and ``manifest.json`` (kind,
@@ -507,14 +523,28 @@ class VectorIndex:
         faiss = _faiss()
         return faiss.IDSelectorBitmap(len(self._labels), faiss.swig_ptr(self._alive_bitmap))
 
-    def _search_params(self, k: int, selector: Any) -> Any:
+    def _hnsw_ef(self, k: int, n_excluded: int) -> int:
+        """HNSW beam width for ``k`` results with ``n_excluded`` live vectors excluded.
+
+        Excluded (seen) items cluster around the query and can fill the beam, so the beam
+        keeps the room an unexcluded search has (``max(ef_search, k)``) *plus* one place per
+        excluded vector; tombstones are spread over the graph, so it grows by their share of it.
+        """
+        dead = self.n_tombstones / max(1, len(self._labels))
+        room = max(self.params.ef_search, k) + n_excluded
+        return int(math.ceil(room / max(1e-3, 1.0 - dead)))
+
+    def _search_params(self, k: int, selector: Any, *, ef: int | None = None,
+                       nprobe: int | None = None) -> Any:
         faiss = _faiss()
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW()
-            params.efSearch = max(self.params.ef_search, k)
+            params.efSearch = int(ef if ef is not None else max(self.params.ef_search, k))
         elif self.is_ivf:
             params = faiss.SearchParametersIVF()
-            params.nprobe = self.params.resolve_nprobe(self._index.nlist)
+            params.nprobe = int(
+                nprobe if nprobe is not None else self.params.resolve_nprobe(self._index.nlist)
+            )
         else:
             params = faiss.SearchParameters()
         if selector is not None:
@@ -546,7 +576,10 @@ class VectorIndex:
         exclude: Sequence[Sequence[int] | np.ndarray] | None = None,
         rerank: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The best ``k`` live vectors per query by inner product.
+        """The best ``k`` live vectors per query by inner product (approximately, but for flat).
+
+        Every query gets ``min(k, allowed vectors)`` results; see the module docstring for how
+        approximate kinds widen their search under exclusion.
 
         Args:
             queries: ``(nq, dim)`` or ``(dim,)`` float32.
@@ -594,20 +627,80 @@ class VectorIndex:
     def _search_group(
         self, q: np.ndarray, k: int, fids: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Search queries that share one exclusion set (FAISS ids)."""
-        faiss = _faiss()
+        """Search queries that share one exclusion set (FAISS ids of live vectors).
+
+        Every query gets ``min(k, allowed)`` results: answers an approximate search leaves
+        short are searched again, wider (see the module docstring).
+        """
+        want = min(k, len(self) - len(fids))
         gpu = self._gpu()
         if gpu is not None and k + len(fids) <= GPU_MAX_K:
-            kk = min(k + len(fids), self._index.ntotal)
-            d, labels = gpu.search(q, kk)
-            if len(fids):
-                drop = np.isin(labels, fids)
-                labels = np.where(drop, -1, labels)
-                d = np.where(drop, -np.inf, d)
-                order = np.argsort(labels < 0, axis=1, kind="stable")  # keep order, -1s last
-                labels = np.take_along_axis(labels, order, 1)
-                d = np.take_along_axis(d, order, 1)
-            return self._finish(d[:, :k], labels[:, :k], k)
+            d, labels = self._search_gpu(gpu, q, k, fids)
+        elif self.kind == "hnsw":
+            ef = self._hnsw_ef(k, len(fids))
+            if ef > self.params.ef_search and 16 * ef >= self._index.ntotal:
+                d, labels = self._search_cpu(q, k, fids, exact=True)
+            else:
+                d, labels = self._search_cpu(q, k, fids, ef=ef)
+        else:
+            d, labels = self._search_cpu(q, k, fids)
+        short = np.flatnonzero((labels >= 0).sum(axis=1) < want)
+        if len(short):
+            d, labels = d.copy(), labels.copy()
+            d[short], labels[short] = self._search_short(q[short], k, fids, want)
+        return self._finish(d, labels, k)
+
+    def _search_short(
+        self, q: np.ndarray, k: int, fids: np.ndarray, want: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search again queries whose first answer held fewer than ``want`` results."""
+        if not self.is_ivf:  # HNSW (or a flat GPU copy): an exact scan of the stored vectors
+            logger.debug("%d short HNSW answer(s); searching them exactly", len(q))
+            return self._search_cpu(q, k, fids, exact=True)
+        nlist = int(self._index.nlist)
+        nprobe = self.params.resolve_nprobe(nlist)
+        d = np.full((len(q), min(k, self._index.ntotal)), -np.inf, np.float32)
+        labels = np.full(d.shape, -1, np.int64)
+        todo = np.arange(len(q))
+        while len(todo):
+            nprobe = min(nlist, nprobe * 4)
+            logger.debug("%d short IVF answer(s); probing %d of %d lists", len(todo), nprobe,
+                         nlist)
+            d[todo], labels[todo] = self._search_cpu(q[todo], k, fids, nprobe=nprobe)
+            if nprobe >= nlist:  # exhaustive: every allowed vector was scored
+                break
+            todo = todo[(labels[todo] >= 0).sum(axis=1) < want]
+        return d, labels
+
+    def _search_gpu(
+        self, gpu: Any, q: np.ndarray, k: int, fids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        kk = min(k + len(fids), self._index.ntotal)
+        d, labels = gpu.search(q, kk)
+        if len(fids):
+            drop = np.isin(labels, fids)
+            labels = np.where(drop, -1, labels)
+            d = np.where(drop, -np.inf, d)
+            order = np.argsort(labels < 0, axis=1, kind="stable")  # keep order, -1s last
+            labels = np.take_along_axis(labels, order, 1)
+            d = np.take_along_axis(d, order, 1)
+        return d[:, :k], labels[:, :k]
+
+    def _search_cpu(
+        self,
+        q: np.ndarray,
+        k: int,
+        fids: np.ndarray,
+        *,
+        ef: int | None = None,
+        nprobe: int | None = None,
+        exact: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One FAISS search on the CPU index with the live-and-not-excluded selector.
+
+        ``exact`` scans an HNSW graph's stored vectors (an ``IndexFlat``) instead of the graph.
+        """
+        faiss = _faiss()
         keep: list[Any] = []  # SWIG selectors do not own what they point to
         selector = self._alive_selector()
         if selector is not None:
@@ -621,11 +714,17 @@ class VectorIndex:
                 keep.append(selector)
             else:
                 selector = negated
-        params = self._search_params(k, selector)
         kk = min(k, self._index.ntotal)
-        d, labels = self._index.search(q, kk, params=params)
+        if exact and self.kind == "hnsw":
+            params = faiss.SearchParameters()
+            if selector is not None:
+                params.sel = selector
+            d, labels = faiss.downcast_index(self._index.storage).search(q, kk, params=params)
+        else:
+            params = self._search_params(k, selector, ef=ef, nprobe=nprobe)
+            d, labels = self._index.search(q, kk, params=params)
         del keep
-        return self._finish(d, labels, k)
+        return d, labels
 
     def _finish(self, d: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         out_ids = np.full((len(d), k), -1, np.int64)

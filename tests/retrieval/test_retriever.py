@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -321,6 +322,121 @@ def test_index_from_another_catalogue_is_refused(
 def rewrite(folder: Path, manifest: dict) -> None:
     keep = {k: v for k, v in manifest.items() if k not in ("files", "format", "format_version")}
     write_manifest(folder, keep)
+
+
+def test_truncated_state_file_is_refused(saved: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "truncated"
+    shutil.copytree(saved, folder)
+    blob = (folder / "state.npz").read_bytes()
+    (folder / "state.npz").write_bytes(blob[: len(blob) // 2])
+    rewrite(folder, read_manifest(folder, verify=False))  # checksums of the truncated file
+    with pytest.raises(ModelFileError, match="state.npz: cannot read arrays"):
+        EmbeddingRetriever.load(folder)
+
+
+def test_relative_model_path_loads_from_any_directory(
+    movies: Dataset, local_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(local_model.parent)
+    rec = EmbeddingRetriever(model=local_model.name, index="flat").fit(movies)
+    folder = rec.save(tmp_path / "saved")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # "minilm" means nothing here
+    again = EmbeddingRetriever.load(folder)
+    assert again.model == str(local_model.resolve())
+    assert again.search("ghosts in a haunted house", k=4) == rec.search(
+        "ghosts in a haunted house", k=4
+    )
+    assert EmbeddingRetriever.load(folder, model=str(local_model)).is_fitted
+    # a model folder that was moved away is reported as such, not as tampering
+    local_model.rename(tmp_path / "moved")
+    with pytest.raises(ModelFileError, match="not found: it was moved or deleted") as err:
+        EmbeddingRetriever.load(folder)
+    assert "tampered" not in str(err.value)
+
+
+def test_model_folder_changed_in_place_is_refused(
+    movies: Dataset,
+    local_model: Path,
+    tmp_path: Path,
+    change_model: Callable[[Path], None],
+) -> None:
+    rec = EmbeddingRetriever(model=str(local_model), index="flat").fit(movies)
+    folder = rec.save(tmp_path / "saved")
+    assert read_manifest(folder)["embedding_model"] == rec.embedder.model_id
+    change_model(local_model)
+    with pytest.raises(ModelFileError, match="changed since the retriever was saved"):
+        EmbeddingRetriever.load(folder)
+    with pytest.raises(ModelFileError, match="built with embedding model"):
+        EmbeddingRetriever.load(folder, model=str(local_model))
+    # refitting embeds the catalogue with the new files (no stale cached vectors)
+    refit = EmbeddingRetriever(model=str(local_model), index="flat").fit(movies)
+    assert refit.model_id != rec.model_id
+    assert not np.allclose(refit.embeddings_, rec.embeddings_, atol=1e-3)
+
+
+def test_update_item_texts_is_all_or_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    items = pd.DataFrame({"item_id": ["1", "2", "3"], "title": ["Space", "Love", "Ghosts"]})
+    data = Dataset.from_frames(
+        pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ["1", "2", "3"]}), items
+    )
+    rec = EmbeddingRetriever(index="flat").fit(data)
+
+    def state() -> tuple:
+        return (rec.embeddings_.copy(), rec.texts_sha256,
+                rec.index_.reconstruct(np.arange(3)))
+
+    before = state()
+
+    def unchanged() -> bool:
+        now = state()
+        return (np.array_equal(now[0], before[0]) and now[1] == before[1]
+                and np.array_equal(now[2], before[2]))
+
+    # 1 and "1" are the same item: refused before anything changes
+    with pytest.raises(DataError, match="more than once"):
+        rec.update_item_texts({1: "A cookbook", "1": "A war film"})
+    assert unchanged()
+
+    # an index that fails to take the vectors leaves the embeddings and checksums as they were
+    def broken(vectors: np.ndarray, ids: np.ndarray) -> None:
+        raise RuntimeError("index update failed")
+
+    monkeypatch.setattr(rec.index_, "update", broken)
+    with pytest.raises(RuntimeError, match="index update failed"):
+        rec.update_item_texts({"2": "A submarine thriller"})
+    assert unchanged()
+    monkeypatch.undo()
+    assert rec.update_item_texts({"2": "A submarine thriller"}) == 1
+    assert rec.search("submarine", k=1)[0].item_id == "2"
+
+
+@pytest.fixture(scope="module")
+def strict(movies: Dataset) -> EmbeddingRetriever:
+    return EmbeddingRetriever(fallback="error").fit(movies)
+
+
+@pytest.mark.parametrize("text", ["\x00\x07", "\u200b", " \u200e\x1b\n"])
+def test_control_and_format_characters_are_no_text(
+    fitted: EmbeddingRetriever, strict: EmbeddingRetriever, text: str
+) -> None:
+    with pytest.raises(ValueError, match="search text is empty"):
+        fitted.search(text, k=3)
+    assert fitted.recommend(UserContext(preference_text=text), k=5) == fitted.recommend(
+        UserContext(), k=5
+    )
+    with pytest.raises(DataError, match="no history and no preference text"):
+        strict.recommend(UserContext(preference_text=text), k=3)
+
+
+def test_score_honours_fallback_error(strict: EmbeddingRetriever) -> None:
+    with pytest.raises(DataError, match="no history and no preference text"):
+        strict.score(UserContext(), ["scifi0", "horror1"])
+    with pytest.raises(DataError, match="no history and no preference text"):
+        strict.score(UserContext(preference_text="\u200b"), ["scifi0"])
+    assert np.isfinite(strict.score("fan-scifi-0", ["scifi5", "horror1"])).all()
+    assert np.isfinite(strict.score(UserContext(preference_text="ghosts"), ["horror1"])).all()
 
 
 # ---------------------------------------------------------------------- the contract
