@@ -155,17 +155,22 @@ class Recommender(ABC):
         Recommenders that need more of a context than its item codes (ratings, order, free
         text) override this; the default reduces requests to codes and calls ``_top_k``.
         """
-        codes = np.asarray([c for c, _ in resolved], dtype=np.int64)
-        hist = _rows_matrix([h for _, h in resolved], len(self.item_ids_))
+        codes, hist = self._request_arrays(resolved)
         return self._top_k(codes, hist, k, hist if exclude_seen else None, candidates)
 
     def _score_requests(
         self, users: Sequence[UserLike], resolved: list[tuple[int, np.ndarray]]
     ) -> np.ndarray:
         """Dense scores for requests as given; the counterpart of ``_top_k_requests``."""
-        codes = np.asarray([c for c, _ in resolved], dtype=np.int64)
-        hist = _rows_matrix([h for _, h in resolved], len(self.item_ids_))
+        codes, hist = self._request_arrays(resolved)
         return self._cold_fallback(self._score(codes, hist), hist)
+
+    def _request_arrays(
+        self, resolved: list[tuple[int, np.ndarray]]
+    ) -> tuple[np.ndarray, sp.csr_matrix]:
+        """User codes and the binary history matrix of resolved requests."""
+        codes = np.asarray([c for c, _ in resolved], dtype=np.int64)
+        return codes, _rows_matrix([h for _, h in resolved], len(self.item_ids_))
 
     def _cold_fallback(self, scores: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         """Rows with an empty history get training popularity (see ``cold_start_popularity``)."""

@@ -7,6 +7,7 @@ interactions no later than the validation one in train; the temporal split cuts 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ class Split:
     protocol: str
     params: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def train_and_valid(self) -> Dataset:
         """Train plus validation interactions: what a model is fitted on for the test run."""
         frame = pd.concat([self.train.interactions, self.valid.interactions])

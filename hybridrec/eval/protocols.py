@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from hybridrec.data.dataset import Dataset
-from hybridrec.data.splits import cold_start, leave_one_out
+from hybridrec.data.splits import Split, cold_start, leave_one_out
 from hybridrec.eval import metrics as M
 from hybridrec.recommender import Recommender
 from hybridrec.types import Interaction, UserContext
@@ -87,10 +87,11 @@ class FullRanking(Protocol):
         "over the full list; diversity, coverage, novelty, Gini and popularity of the top-{k0}."
     )
 
-    def __init__(self, dataset: Dataset, **kwargs: Any) -> None:
+    def __init__(self, dataset: Dataset, *, split: Split | None = None, **kwargs: Any) -> None:
         super().__init__(dataset, **kwargs)
-        self.split = leave_one_out(dataset)
+        self.split = split or leave_one_out(dataset)
         self.train = self.split.train_and_valid
+        self.train_matrix = self.train.matrix("binary")
         test = self.split.test
         self.users = self.sample_users(test.active_users())
         self.relevant = test.matrix("binary")[self.users]
@@ -116,7 +117,7 @@ class FullRanking(Protocol):
         ev.per_user[f"mrr@{kmax}"] = M.mrr_at_k(top, self.relevant, kmax)
         ev.per_user["auc"] = self._auc(rec)
         k0 = self.k[0]
-        train_matrix = self.train.matrix("binary")
+        train_matrix = self.train_matrix
         popularity = self.train.item_popularity()
         ev.per_user[f"diversity@{k0}"] = M.intra_list_diversity(top, k0, cooccurrence=train_matrix)
         ev.per_user[f"novelty@{k0}"] = M.novelty(top, k0, popularity, self.train.n_users)
@@ -127,7 +128,7 @@ class FullRanking(Protocol):
 
     def _auc(self, rec: Recommender) -> np.ndarray:
         """Per-user AUC of the test item against every unseen item (dense scores, in chunks)."""
-        seen = self.train.matrix("binary")
+        seen = self.train_matrix
         out = []
         for start in range(0, len(self.users), 128):
             users = self.users[start : start + 128]
@@ -145,7 +146,15 @@ class Sampled(Protocol):
 
     fit_key = "leave-one-out"
 
-    def __init__(self, dataset: Dataset, *, negatives: int, sampling: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        negatives: int,
+        sampling: str,
+        split: Split | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.name = f"sampled-{sampling}"
         super().__init__(dataset, **kwargs)
         self.negatives, self.sampling = negatives, sampling
@@ -156,7 +165,7 @@ class Sampled(Protocol):
             "from the items the user never interacted with, shuffled; score ties are broken at "
             "random (seeded). Sampled metrics are NOT comparable with full-ranking ones."
         )
-        split = leave_one_out(dataset)
+        split = split or leave_one_out(dataset)
         self.train = split.train_and_valid
         test = split.test.interactions
         users = self.sample_users(split.test.active_users())
@@ -411,16 +420,24 @@ def build_protocols(
     implicit feedback, say), the reason it was skipped.
     """
     common = {"seed": seed, "users": config.users, "k": config.k}
+    # full ranking and the sampled protocols evaluate the same leave-one-out split: split once
+    loo = leave_one_out(dataset) if {"full-ranking", "sampled"} & set(config.protocols) else None
     out: list[Protocol] = []
     skipped: dict[str, str] = {}
     for name in config.protocols:
         try:
             if name == "full-ranking":
-                out.append(FullRanking(dataset, **common))
+                out.append(FullRanking(dataset, split=loo, **common))
             elif name == "sampled":
                 for sampling in ("random", "popularity"):
                     out.append(
-                        Sampled(dataset, negatives=config.negatives, sampling=sampling, **common)
+                        Sampled(
+                            dataset,
+                            negatives=config.negatives,
+                            sampling=sampling,
+                            split=loo,
+                            **common,
+                        )
                     )
             elif name == "pairwise-auc":
                 if not dataset.is_explicit:

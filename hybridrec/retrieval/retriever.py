@@ -500,12 +500,7 @@ class EmbeddingRetriever(Recommender):
 
     def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         assert self.embeddings_ is not None and self.popularity_ is not None
-        queries = self._code_vectors(users, histories)
-        empty = np.linalg.norm(queries[:, :-1], axis=1) == 0
-        self._check_fallback(empty)
-        scores = self._dense(queries)
-        scores[empty] = self.popularity_
-        return scores
+        return self._scores_for(self._code_vectors(users, histories))
 
     def _top_k(
         self,
@@ -541,8 +536,11 @@ class EmbeddingRetriever(Recommender):
     def _score_requests(
         self, users: Sequence[UserLike], resolved: list[tuple[int, np.ndarray]]
     ) -> np.ndarray:
+        return self._scores_for(self._context_vectors(users, resolved))
+
+    def _scores_for(self, queries: np.ndarray) -> np.ndarray:
+        """Dense scores of queries; rows with no history and no text get popularity."""
         assert self.popularity_ is not None
-        queries = self._context_vectors(users, resolved)
         empty = np.linalg.norm(queries[:, :-1], axis=1) == 0
         self._check_fallback(empty)
         scores = self._dense(queries).astype(np.float64)
