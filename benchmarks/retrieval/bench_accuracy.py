@@ -31,10 +31,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import command_line, load_ml_small, machine_note  # noqa: E402
+from common import command_line, load_ml_small, machine_note, write_report  # noqa: E402
 
 import hybridrec as hr  # noqa: E402
 from hybridrec.eval import metrics as M  # noqa: E402
+from hybridrec.eval.cost import latency as measure_latency  # noqa: E402
 from hybridrec.eval.protocols import FullRanking  # noqa: E402
 from hybridrec.eval.stats import bootstrap_ci  # noqa: E402
 
@@ -62,20 +63,14 @@ METRICS = ("ndcg@10", "hr@10", "recall@50", "recall@100", "mrr@100", "auc")
 
 
 def latency(rec: Any, users: list[str], k: int) -> dict[str, float]:
-    for user in users[:20]:  # warm-up
-        rec.recommend(user, k=k)
-    ms = np.empty(len(users))
-    for i, user in enumerate(users):
-        start = time.perf_counter()
-        rec.recommend(user, k=k)
-        ms[i] = (time.perf_counter() - start) * 1000
-    return {
-        "requests": len(users),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "mean_ms": float(ms.mean()),
-    }
+    """Every user timed once, one at a time, after the first 20 as untimed warm-up."""
+    return measure_latency(
+        lambda u: rec.recommend(u, k=k),
+        lambda us: rec.recommend_batch(us, k=k),
+        users[:20] + users,
+        warmup=20,
+        batch_size=64,
+    )
 
 
 def run_one(
@@ -264,10 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'met' if p50 < 5 else 'NOT met'}."
         ),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(result))
-    print(markdown(result))
+    write_report(out, result, markdown(result))
     return 0
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import command_line, load_ml_small, machine_note  # noqa: E402
+from common import command_line, load_ml_small, machine_note, write_report  # noqa: E402
 
 from hybridrec.retrieval.embedder import Embedder  # noqa: E402
 from hybridrec.retrieval.index import VectorIndex  # noqa: E402
@@ -460,10 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_s"] = time.perf_counter() - started
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["target"] = target_verdict(result)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(result))
-    print(markdown(result))
+    write_report(out, result, markdown(result))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -62,3 +63,11 @@ def command_line() -> str:
     except ValueError:
         pass
     return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])
+
+
+def write_report(out: Path, result: dict[str, Any], markdown: str) -> None:
+    """Write ``results.json`` and ``results.md`` into ``out`` and print the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "results.md").write_text(markdown)
+    print(markdown)
