@@ -108,7 +108,13 @@ def environment() -> dict[str, Any]:
 def _summarise(
     ev: Evaluation, baseline: Evaluation | None, resamples: int, seed: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Means with bootstrap CIs, and paired tests against the baseline's per-user arrays."""
+    """Means with bootstrap CIs, and paired tests against the baseline's per-user arrays.
+
+    ``versus[metric]`` holds the raw p-values of one comparison (``p_ttest`` and
+    ``p_wilcoxon`` for per-user metrics, ``p_bootstrap`` for the global pair-wise AUC);
+    :func:`hybridrec.eval.report.annotate_significance` adds the Holm adjustment, which needs
+    every row of a table.
+    """
     metrics: dict[str, Any] = {}
     versus: dict[str, Any] = {}
     for name, values in ev.per_user.items():
@@ -125,17 +131,20 @@ def _summarise(
     for name, value in ev.scalars.items():
         metrics[name] = {"mean": float(value), "ci_low": None, "ci_high": None, "n": None}
     if ev.pairwise is not None:
-        scores, labels, users = ev.pairwise
-        lo, hi, p = _pairwise_bootstrap(ev.pairwise, baseline, resamples, seed)
-        metrics["auc"].update(ci_low=lo, ci_high=hi, n=int(len(np.unique(users))))
-        if baseline is not None and baseline.pairwise is not None:
-            from hybridrec.eval.metrics import global_auc
+        from hybridrec.eval.metrics import global_auc
 
-            base_auc = global_auc(baseline.pairwise[0], labels)
+        scores, labels, users = ev.pairwise
+        n_users = int(len(np.unique(users)))
+        lo, hi, p = _pairwise_bootstrap(ev.pairwise, baseline, resamples, seed)
+        model_auc = float(global_auc(scores, labels))
+        metrics.setdefault("auc", {"mean": model_auc})
+        metrics["auc"].update(ci_low=lo, ci_high=hi, n=n_users)
+        base = baseline.pairwise if baseline is not None else None
+        if base is not None and base[0].shape == scores.shape:
             versus["auc"] = {
-                "diff": float(global_auc(scores, labels) - base_auc),
+                "diff": model_auc - float(global_auc(base[0], labels)),
                 "p_bootstrap": p,
-                "n": int(len(np.unique(users))),
+                "n": n_users,
             }
     return metrics, versus
 
@@ -146,15 +155,34 @@ def _pairwise_bootstrap(
     resamples: int,
     seed: int,
 ) -> tuple[float, float, float]:
-    """CI of the global AUC by resampling users; two-sided paired p-value against the baseline."""
+    """CI of the global AUC by resampling users; two-sided paired p-value against the baseline.
+
+    Users (all pairs of a user together) are drawn with replacement; a resample whose pairs are
+    all of one label has no AUC and is skipped. The same seed draws the same users for every
+    recommender, so the baseline's AUC is computed on exactly the resampled pairs of the model.
+    The interval is the percentile one; the p-value is ``2 * min(P(d <= 0), P(d >= 0))`` of
+    the resampled differences ``d = AUC(model) - AUC(baseline)``, each proportion counted as
+    ``(hits + 1) / (valid resamples + 1)`` so that a finite number of resamples never claims
+    ``p = 0``.
+
+    Returns:
+        ``(ci_low, ci_high, p)``; all NaN when no resample has both labels, ``p`` NaN without
+        a baseline (or one scored on different pairs).
+    """
     from hybridrec.eval.metrics import global_auc
 
     scores, labels, users = pairwise
     base = baseline.pairwise[0] if baseline is not None and baseline.pairwise else None
-    groups = [np.flatnonzero(users == u) for u in np.unique(users)]
+    if base is not None and base.shape != scores.shape:
+        logger.warning("baseline has %d pair scores, not %d: no p-value", len(base), len(scores))
+        base = None
+    # the pair indices of each user, users in sorted order, indices ascending within a user
+    order = np.argsort(users, kind="stable")
+    _, starts = np.unique(users[order], return_index=True)
+    groups = np.split(order, starts[1:]) if len(order) else []
     rng = np.random.default_rng(seed)
     aucs, diffs = [], []
-    for _ in range(resamples):
+    for _ in range(resamples if groups else 0):
         idx = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
         if len(np.unique(labels[idx])) < 2:
             continue
@@ -168,7 +196,9 @@ def _pairwise_bootstrap(
     p = float("nan")
     if diffs:
         d = np.asarray(diffs)
-        p = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
+        below = (np.count_nonzero(d <= 0) + 1) / (len(d) + 1)
+        above = (np.count_nonzero(d >= 0) + 1) / (len(d) + 1)
+        p = float(min(1.0, 2 * min(below, above)))
     return float(lo), float(hi), p
 
 
