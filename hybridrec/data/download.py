@@ -1,7 +1,8 @@
 """Downloading the named datasets into a local cache, verified and never half-written.
 
-The cache is ``~/.cache/hybridrec/datasets`` unless the environment variable
-``HYBRIDREC_CACHE`` names another folder (or a ``cache_dir`` is passed). Layout::
+The cache is ``<cache root>/datasets`` (:func:`hybridrec.paths.cache_dir`): that is
+``$HYBRIDREC_CACHE/datasets`` when the environment variable ``HYBRIDREC_CACHE`` names a cache
+root, else ``~/.cache/hybridrec/datasets``; a ``cache_dir`` argument overrides it. Layout::
 
     <cache>/ml-100k.zip, <cache>/ml-100k/u.data ...      MovieLens 100K (zip kept, extracted)
     <cache>/ml-1m.zip,   <cache>/ml-1m/ratings.dat ...   MovieLens 1M
@@ -41,10 +42,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from hybridrec.errors import HybridrecError
+from hybridrec.paths import CACHE_ENV as CACHE_ENV  # re-exported: the name predates paths.py
+from hybridrec.paths import cache_dir
+from hybridrec.persistence import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "HYBRIDREC_CACHE"
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 AMAZON2018_REVIEWS = (
     "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2/categoryFilesSmall/{category}_5.json.gz"
@@ -108,16 +111,14 @@ AMAZON2018_SHA256: dict[str, tuple[str, str]] = {
 
 
 def default_cache_dir() -> Path:
-    """The dataset cache: ``$HYBRIDREC_CACHE`` or ``~/.cache/hybridrec/datasets``.
+    """The dataset cache: ``cache_dir("datasets")``, i.e. ``$HYBRIDREC_CACHE/datasets`` or
+    ``~/.cache/hybridrec/datasets`` (see :mod:`hybridrec.paths`).
 
     Example:
-        >>> default_cache_dir().name in ("datasets", os.environ.get("HYBRIDREC_CACHE", "")[-8:])
-        True
+        >>> default_cache_dir().name
+        'datasets'
     """
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "hybridrec" / "datasets"
+    return cache_dir("datasets")
 
 
 def amazon2018_files(category: str) -> list[RemoteFile]:
@@ -240,7 +241,7 @@ def download_file(
         _check(remote, dest, sha, md5, size)
         os.replace(tmp, dest)
         if remote.sha256 is None and remote.md5 is None:
-            _write_atomic(
+            atomic_write_text(
                 _record_path(dest),
                 json.dumps({"url": remote.url, "sha256": sha, "size": size}, indent=1) + "\n",
             )
@@ -319,18 +320,6 @@ def _check(remote: RemoteFile, dest: Path, sha: str, md5: str, size: int) -> Non
                 " delete that file to accept the new content"
             )
         raise ChecksumError(f"{remote.url}: checksum mismatch ({'; '.join(problems)}){hint}")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- archives

@@ -1,26 +1,231 @@
-"""Benchmark configuration: what to run, read from a JSON or TOML file or built in code."""
+"""Benchmark configuration: what to run, read from a JSON or TOML file or built in code.
+
+:class:`BenchConfig` and :class:`RecommenderSpec` are frozen dataclasses; every value is checked
+when one is made (by :meth:`BenchConfig.from_dict`, :meth:`BenchConfig.from_file` or the
+constructor) against pydantic models of the same fields: types (no silent ``"5"`` -> ``5``,
+no booleans as numbers), ranges and unknown keys. All the problems of a config are reported at
+once, one line each, naming the key (``users``, ``recommenders[1].params``, ...), as a
+:class:`ConfigError`, which is a ``ValueError``.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator as After
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from hybridrec.errors import HybridrecError
 
 PROTOCOLS = ("full-ranking", "sampled", "pairwise-auc", "cold-start")
 
 
+class ConfigError(HybridrecError, ValueError):
+    """A benchmark config with one or more problems, each naming its key.
+
+    Attributes:
+        problems: one line per problem, ``"<key>: <what is wrong> (got <value>)"``.
+        source: the file the config came from, when it came from one.
+    """
+
+    def __init__(
+        self, problems: list[str], what: str = "benchmark config", source: object = None
+    ) -> None:
+        self.problems, self.what, self.source = list(problems), what, source
+        super().__init__(self._message())
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (e.g. across worker processes)
+        return (type(self), (self.problems, self.what, self.source))
+
+    def _message(self) -> str:
+        where = f"{self.source}: " if self.source is not None else ""
+        if len(self.problems) == 1:
+            return f"{where}invalid {self.what}: {self.problems[0]}"
+        lines = [f"{where}invalid {self.what} ({len(self.problems)} problems):"]
+        return "\n".join([*lines, *(f"  {p}" for p in self.problems)])
+
+    def with_source(self, source: object) -> ConfigError:
+        """The same problems, attributed to a file."""
+        return ConfigError(self.problems, what=self.what, source=source)
+
+
+# --------------------------------------------------------------------------- value checks
+def _as_tuple(value: Any) -> Any:
+    """A list becomes a tuple; a single value (``"ml-1m"``, ``10``) a tuple of one."""
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    if isinstance(value, str | int | float | Mapping) or is_dataclass(value):
+        return (value,)
+    return value  # None and other odd values: refused by the tuple type, with their type named
+
+
+def _check_protocol(name: str) -> str:
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+    return name
+
+
+def _check_dataset(value: Any) -> Any:
+    """A dataset is a name or path (string), or a mapping with a ``path`` or ``name`` string."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("a dataset name or path must not be empty")
+        return value
+    if isinstance(value, Mapping):
+        keys = [k for k in ("path", "name") if k in value]
+        if not keys:
+            raise ValueError(
+                f"a dataset given as a mapping needs a 'path' or a 'name' key; it has "
+                f"{sorted(map(str, value)) or 'no keys'}"
+            )
+        for key in keys:
+            if not isinstance(value[key], str) or not value[key].strip():
+                raise ValueError(f"the dataset's {key!r} must be a non-empty string")
+        return dict(value)
+    raise ValueError(
+        f"a dataset must be a name or path (string) or a mapping with 'path' or 'name', "
+        f"not {type(value).__name__}"
+    )
+
+
+def _unique(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    dupes = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if dupes:
+        raise ValueError(f"duplicate value(s) {', '.join(map(repr, dupes))}")
+    return values
+
+
+def _spec_input(value: Any) -> Any:
+    """A recommender given as its registry name, a mapping or a :class:`RecommenderSpec`."""
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, RecommenderSpec):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            "a recommender is a registry name or a mapping with 'name' and optionally "
+            f"'params' and 'label', not {type(value).__name__}"
+        )
+    return value
+
+
+_Name = Annotated[str, Field(strict=True, min_length=1)]
+_PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+_NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+
+
+# tuples: a single value or a list is accepted as input; at least one value
+_AsTuple, _NotEmpty = BeforeValidator(_as_tuple), Field(min_length=1)
+_Datasets = Annotated[tuple[Annotated[Any, After(_check_dataset)], ...], _AsTuple, _NotEmpty]
+_Protocols = Annotated[
+    tuple[Annotated[_Name, After(_check_protocol)], ...], _AsTuple, _NotEmpty, After(_unique)
+]
+_Specs = Annotated[
+    tuple[Annotated["_SpecModel", BeforeValidator(_spec_input)], ...], _AsTuple, _NotEmpty
+]
+_Cutoffs = Annotated[tuple[_PositiveInt, ...], _AsTuple, _NotEmpty, After(_unique)]
+_Seeds = Annotated[tuple[_NonNegativeInt, ...], _AsTuple, _NotEmpty, After(_unique)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _SpecModel(_Strict):
+    name: _Name
+    params: dict[Annotated[str, Field(strict=True)], Any] = Field(default_factory=dict)
+    label: Annotated[str, Field(strict=True)] = ""
+
+
+class _BenchModel(_Strict):
+    datasets: _Datasets
+    protocols: _Protocols
+    recommenders: _Specs
+    k: _Cutoffs
+    seeds: _Seeds
+    users: _PositiveInt | None
+    negatives: _PositiveInt
+    history_len: _PositiveInt
+    pairs_per_user: _PositiveInt
+    cold_start_frac: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    baseline: _Name
+    bootstrap: _NonNegativeInt
+    latency_requests: _NonNegativeInt
+    latency_warmup: _NonNegativeInt
+    latency_batch: _PositiveInt
+
+
+def _validate(model: type[_Strict], data: Any, what: str) -> Any:
+    """``model.model_validate(data)``, with pydantic's errors turned into a :class:`ConfigError`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            [f"the config must be a mapping of keys to values, not {type(data).__name__}"],
+            what=what,
+        )
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as err:
+        raise ConfigError([_problem(e, model) for e in err.errors()], what=what) from None
+
+
+def _problem(error: Any, model: type[_Strict]) -> str:
+    """One line for one pydantic error: the key, what is wrong and the value given."""
+    loc = ""
+    for part in error["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        owner = model  # the model holding the unknown key: follow the nested fields
+        for part in error["loc"][:-1]:
+            owner = _NESTED.get(part, owner) if isinstance(part, str) else owner
+        label = "benchmark config key" if owner is _BenchModel else "key"
+        return f"{loc}: unknown {label}; known: {', '.join(owner.model_fields)}"
+    if kind == "missing":
+        return f"{loc}: required"
+    if kind == "value_error":
+        message = str(error["ctx"]["error"])
+    else:
+        message = error["msg"][:1].lower() + error["msg"][1:]
+    shown = repr(error.get("input"))
+    if shown in message:  # the message names the value already
+        return f"{loc}: {message}"
+    return f"{loc}: {message} (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+
+
+_NESTED: dict[str, type[_Strict]] = {"recommenders": _SpecModel}
+
+
+# --------------------------------------------------------------------------- the config
 @dataclass(frozen=True)
 class RecommenderSpec:
-    """One recommender in a benchmark: registry name, parameters and the label in tables."""
+    """One recommender in a benchmark: registry name, parameters and the label in tables.
+
+    Attributes:
+        name: registry name (``"all"`` in a :class:`BenchConfig` means every registered one).
+        params: keyword arguments of the recommender.
+        label: its name in tables and results (default: ``name``); unique within a config.
+
+    Example:
+        >>> RecommenderSpec("ease", {"l2": 500.0}).label
+        'ease'
+    """
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     label: str = ""
 
     def __post_init__(self) -> None:
-        if not self.label:
-            object.__setattr__(self, "label", self.name)
+        checked = _validate(
+            _SpecModel,
+            {f.name: getattr(self, f.name) for f in fields(self)},
+            f"recommender spec {self.name!r}",
+        )
+        object.__setattr__(self, "params", dict(checked.params))
+        object.__setattr__(self, "label", checked.label or checked.name)
 
 
 @dataclass(frozen=True)
@@ -28,31 +233,42 @@ class BenchConfig:
     """A benchmark run.
 
     Attributes:
-        datasets: dataset names or paths (see :func:`hybridrec.load_dataset`).
+        datasets: datasets, each a name or path (see :func:`hybridrec.load_dataset`) or a
+            mapping with a ``path`` or ``name`` key and loading options (kept as given).
         protocols: any of ``full-ranking`` (leave-one-out, ranked against every item),
             ``sampled`` (1 positive + ``negatives`` sampled negatives, uniform and
             popularity-matched), ``pairwise-auc`` (TALLRec-style (history, candidate) pairs with
             the rating baselines) and ``cold-start`` (users held out entirely).
-        recommenders: what to compare; ``["all"]`` means every registered recommender.
-        k: cut-offs for the ranking metrics.
+        recommenders: what to compare; ``["all"]`` means every registered recommender. Each is
+            a :class:`RecommenderSpec`, a registry name or a mapping of its fields.
+        k: cut-offs for the ranking metrics (positive, distinct).
         seeds: one run per seed (user sample, negatives, random recommender, cold-start users).
         users: evaluate a random sample of this many test users (None = all).
-        negatives: negatives per positive in the sampled protocol.
-        history_len: history length in the pairwise-auc protocol.
+        negatives: negatives per positive in the sampled protocol (>= 1).
+        history_len: history length in the pairwise-auc protocol (>= 1).
         pairs_per_user: at most this many (latest) pairs per user in the pairwise-auc protocol.
-        cold_start_frac: share of users held out in the cold-start protocol.
+        cold_start_frac: share of users held out in the cold-start protocol, in (0, 1).
         baseline: label of the recommender the others are tested against.
-        bootstrap: bootstrap resamples for confidence intervals.
+        bootstrap: bootstrap resamples for confidence intervals (0 = none).
         latency_requests: one-at-a-time requests timed per recommender (after warm-up).
         latency_warmup: untimed warm-up requests.
-        latency_batch: users per batch in the batched throughput measurement.
+        latency_batch: users per batch in the batched throughput measurement (>= 1).
+
+    Every value is checked when a config is made; a bad one raises :class:`ConfigError`
+    naming the key. Lists are stored as tuples.
 
     Example:
         >>> BenchConfig(datasets=["ml-latest-small"], recommenders=[RecommenderSpec("ease")]).k
         (10, 20)
+        >>> BenchConfig.from_dict({"users": "abc", "bootstrap": -5})
+        Traceback (most recent call last):
+        ...
+        hybridrec.eval.config.ConfigError: invalid benchmark config (2 problems):
+          users: input should be a valid integer (got 'abc')
+          bootstrap: input should be greater than or equal to 0 (got -5)
     """
 
-    datasets: tuple[str, ...] = ("ml-latest-small",)
+    datasets: tuple[str | dict[str, Any], ...] = ("ml-latest-small",)
     protocols: tuple[str, ...] = ("full-ranking", "sampled", "pairwise-auc", "cold-start")
     recommenders: tuple[RecommenderSpec, ...] = (RecommenderSpec("all"),)
     k: tuple[int, ...] = (10, 20)
@@ -69,36 +285,43 @@ class BenchConfig:
     latency_batch: int = 64
 
     def __post_init__(self) -> None:
-        unknown = [p for p in self.protocols if p not in PROTOCOLS]
-        if unknown:
-            raise ValueError(f"unknown protocol(s) {unknown}; known: {', '.join(PROTOCOLS)}")
-        if not self.k or min(self.k) < 1:
-            raise ValueError("k must list positive cut-offs")
-        if not self.seeds:
-            raise ValueError("seeds must not be empty")
+        checked = _validate(_BenchModel, {f.name: getattr(self, f.name) for f in fields(self)},
+                            "benchmark config")
+        for name, value in _fields_of(checked).items():
+            object.__setattr__(self, name, value)
         labels = [r.label for r in self.recommenders]
         if len(set(labels)) != len(labels):
-            raise ValueError(f"recommender labels must be unique: {labels}")
+            dupes = sorted({label for label in labels if labels.count(label) > 1})
+            raise ConfigError(
+                [f"recommenders: labels must be unique; {', '.join(map(repr, dupes))} repeated "
+                 "(give each a distinct 'label')"]
+            )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BenchConfig:
-        """Build from a plain mapping (as read from JSON or TOML); recommenders may be names."""
-        data = dict(data)
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown benchmark config key(s): {', '.join(sorted(unknown))}")
-        recs = []
-        for r in data.pop("recommenders", ["all"]):
-            recs.append(RecommenderSpec(r) if isinstance(r, str) else RecommenderSpec(**r))
-        for key in ("datasets", "protocols", "k", "seeds"):
-            if key in data:
-                value = data[key]
-                data[key] = tuple(value) if isinstance(value, list | tuple) else (value,)
-        return cls(recommenders=tuple(recs), **data)
+    def from_dict(cls, data: Mapping[str, Any]) -> BenchConfig:
+        """Build from a plain mapping (as read from JSON or TOML); recommenders may be names.
+
+        Keys left out take the defaults; unknown keys are refused.
+
+        Raises:
+            ConfigError: every problem found, one line each, naming its key.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                [f"the config must be a mapping of keys to values, not {type(data).__name__}"]
+            )
+        checked = _validate(_BenchModel, {**_defaults(cls), **data}, "benchmark config")
+        return cls(**_fields_of(checked))
 
     @classmethod
     def from_file(cls, path: str | Path) -> BenchConfig:
-        """Read a ``.json`` or ``.toml`` benchmark config."""
+        """Read a ``.toml`` or (any other suffix) ``.json`` benchmark config.
+
+        Raises:
+            ConfigError: the file is not valid JSON/TOML or the config has problems; the
+                message starts with the file's path.
+            OSError: the file cannot be read.
+        """
         path = Path(path)
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".toml":
@@ -106,13 +329,19 @@ class BenchConfig:
                 import tomllib
             except ModuleNotFoundError:  # Python 3.10
                 import tomli as tomllib  # type: ignore[no-redef]
-            data = tomllib.loads(text)
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as err:
+                raise ConfigError([f"not valid TOML ({err})"], source=path) from None
         else:
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ConfigError([f"not valid JSON ({err})"], source=path) from None
         try:
             return cls.from_dict(data)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: {err}") from err
+        except ConfigError as err:
+            raise err.with_source(path) from None
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -127,9 +356,31 @@ class BenchConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain values (recommenders as mappings), as :meth:`from_dict` reads."""
         return asdict(self)
 
     def with_recommenders(self, specs: tuple[RecommenderSpec, ...]) -> BenchConfig:
+        """This config with other recommenders."""
         data = self.to_dict()
         data["recommenders"] = [asdict(s) for s in specs]
         return BenchConfig.from_dict(data)
+
+
+def _defaults(cls: type[BenchConfig]) -> dict[str, Any]:
+    out = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _fields_of(checked: _BenchModel) -> dict[str, Any]:
+    """Dataclass field values from a validated model: specs as :class:`RecommenderSpec`."""
+    values = {name: getattr(checked, name) for name in type(checked).model_fields}
+    values["recommenders"] = tuple(
+        RecommenderSpec(s.name, dict(s.params), s.label)
+        for s in checked.recommenders
+    )
+    return values

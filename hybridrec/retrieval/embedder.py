@@ -10,10 +10,10 @@ actually needs encoding.
 ``sha256(model identity + NUL + text)``, so re-indexing a catalogue in which a few items changed
 encodes only those. The model identity (:func:`hybridrec.models.model_identity`) of a local
 model folder includes a fingerprint of its files, so weights changed in place never get the old
-weights' vectors. The cache lives in ``$HYBRIDREC_CACHE/embeddings`` (default
-``~/.cache/hybridrec/embeddings``), one folder per model identity, as ``.npz`` shards
-(``keys``: the 32-byte digests as ``uint8`` rows, ``vectors``: float32), written atomically and
-read without pickle.
+weights' vectors. The cache lives in ``cache_dir("embeddings")`` (:mod:`hybridrec.paths`:
+``$HYBRIDREC_CACHE/embeddings``, default ``~/.cache/hybridrec/embeddings``), one folder per
+model identity, as ``.npz`` shards (``keys``: the 32-byte digests as ``uint8`` rows,
+``vectors``: float32), written atomically and read without pickle.
 
 The cache is a convenience and never fails the work it speeds up: an unreadable (truncated,
 corrupted) shard is skipped with one warning and deleted by the next compaction, and a cache
@@ -54,6 +54,8 @@ from hybridrec.models import (
     resolve_model,
     split_model_identity,
 )
+from hybridrec.paths import cache_dir
+from hybridrec.paths import cache_root as cache_root  # re-exported: the name predates paths.py
 from hybridrec.persistence import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -75,12 +77,6 @@ SHARD_ERRORS = (
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MODELS: dict[tuple[str, str | None], tuple[Any, int]] = {}
 _MODELS_LOCK = threading.Lock()
-
-
-def cache_root() -> Path:
-    """The hybridrec cache folder: ``$HYBRIDREC_CACHE`` or ``~/.cache/hybridrec``."""
-    env = os.environ.get("HYBRIDREC_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "hybridrec"
 
 
 def sanitize_text(text: object) -> str:
@@ -134,7 +130,8 @@ class EmbeddingCache:
 
     Args:
         model_id: the model identity (see :func:`hybridrec.models.model_identity`).
-        root: the embeddings folder; default ``cache_root() / "embeddings"``.
+        root: the embeddings folder; default ``cache_dir("embeddings")`` (see
+            :mod:`hybridrec.paths`).
 
     Example:
         >>> import tempfile
@@ -146,9 +143,7 @@ class EmbeddingCache:
 
     def __init__(self, model_id: str, root: str | os.PathLike[str] | None = None) -> None:
         self.model_id = model_id
-        self.folder = Path(root if root is not None else cache_root() / "embeddings") / _slug(
-            model_id
-        )
+        self.folder = Path(root if root is not None else cache_dir("embeddings")) / _slug(model_id)
         self._rows: dict[bytes, int] | None = None
         self._vectors: np.ndarray | None = None
         self._shards: set[str] = set()  # shards read into memory

@@ -137,7 +137,7 @@ PAYLOAD = os.urandom(3000) + b"hybridrec"
 # --------------------------------------------------------------------------- single files
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HYBRIDREC_CACHE", str(tmp_path / "c"))
-    assert default_cache_dir() == tmp_path / "c"
+    assert default_cache_dir() == tmp_path / "c" / "datasets"  # the variable names the root
     monkeypatch.delenv("HYBRIDREC_CACHE")
     assert default_cache_dir() == Path.home() / ".cache" / "hybridrec" / "datasets"
 
@@ -270,8 +270,8 @@ def test_load_named_ml100k_through_the_cache(
     monkeypatch.setenv("HYBRIDREC_CACHE", str(tmp_path / "cache"))
     ds = load_dataset("ml-100k", progress=False)
     assert ds.name == "ml-100k" and ds.n_interactions == 7
-    assert (tmp_path / "cache" / "ml-100k" / "u.item").is_file()
-    assert (tmp_path / "cache" / "ml-100k.zip").is_file()
+    assert (tmp_path / "cache" / "datasets" / "ml-100k" / "u.item").is_file()
+    assert (tmp_path / "cache" / "datasets" / "ml-100k.zip").is_file()
     again = load_dataset("ml-100k", download=False)
     assert again.n_interactions == 7 and server.hits["/ok/ml-100k.zip"] == 1
     assert leftovers(tmp_path) == []
