@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import platform
+import secrets
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from hybridrec.errors import ModelFileError
+from hybridrec.errors import ModelFileError, OutputPathError
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = "hybridrec-model"
 FORMAT_VERSION = 1
+"""Version of the folder layout. A newer version is refused on loading; an older one (or none)
+loads with a warning."""
+
+_OS_JUNK = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+"""Files an operating system's file browser drops into folders; never part of a model."""
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -43,16 +54,52 @@ def library_versions(*names: str) -> dict[str, str]:
     return out
 
 
+def current_umask() -> int:
+    """The process's umask, so that saved files get the permissions any other tool would give.
+
+    On Linux it is read from ``/proc/self/status`` (no side effect). Elsewhere it is read by
+    setting and restoring it with :func:`os.umask`, which is racy if another thread creates a
+    file at that very moment (that file would get the umask 0o022 while it is in effect).
+
+    Example:
+        >>> 0 <= current_umask() <= 0o777
+        True
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _default_mode(*, folder: bool) -> int:
+    return (0o777 if folder else 0o666) & ~current_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write a file through a temporary file in the same folder and an atomic rename."""
+    """Write a file through a temporary file in the same folder and an atomic rename.
+
+    The file gets the mode of the file it replaces, or for a new file ``0o666`` less the
+    umask (as ``open`` would give), not the ``0o600`` of a temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mode = _default_mode(folder=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -63,29 +110,284 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-@contextmanager
-def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary folder; on success it replaces ``target`` in (almost) one rename.
+# --------------------------------------------------------------------------- output folders
+def _output_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` made absolute (``..`` and ``.`` resolved lexically, symbolic links kept)."""
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
 
-    An existing ``target`` is moved aside first and removed only once the new folder is in
-    place, so an interrupted save never leaves a half-written model where a good one was.
+
+def is_model_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder holding a saved hybridrec model (or index): a readable
+    ``manifest.json`` whose ``format`` is ``hybridrec-model``. Checksums are not checked.
+
+    Example:
+        >>> is_model_folder("/nonexistent")
+        False
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    manifest = Path(path) / MANIFEST
     try:
-        yield tmp
-        backup = None
-        if target.exists():
-            backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-            shutil.rmtree(backup, ignore_errors=True)
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def _foreign_files(folder: Path) -> list[str]:
+    """Files in a model folder that its manifest does not list (they would be lost)."""
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        listed = None
+    listed = set(listed) if isinstance(listed, dict) else set()
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_dir() and not p.is_symlink():
+            continue
+        rel = p.relative_to(folder).as_posix()
+        if rel == MANIFEST or rel in listed or p.name in _OS_JUNK or p.name == MANIFEST:
+            continue
+        out.append(rel)
+    return out
+
+
+def _shown(names: list[str], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def check_output_dir(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    ours: Callable[[Path], bool] | None = None,
+) -> Path:
+    """Check, before long work, that a folder can be written (created or replaced) at ``path``.
+
+    The rules (the same :meth:`Recommender.save <hybridrec.recommender.Recommender.save>` and
+    :func:`atomic_directory` apply):
+
+    * a path that does not exist is fine if its nearest existing parent is a writable folder;
+    * an existing empty folder is fine (it is replaced);
+    * a folder that ``ours`` recognises (default: a saved hybridrec model, see
+      :func:`is_model_folder`, holding no file its manifest does not list) is replaced only
+      with ``overwrite=True``;
+    * a file, a symbolic link, a non-empty folder hybridrec did not write, the current folder
+      or one above it are never replaced, even with ``overwrite=True``.
+
+    Args:
+        path: the output folder.
+        overwrite: allow replacing a folder that ``ours`` recognises.
+        ours: tells whether an existing non-empty folder was written by the caller's kind of
+            output (the benchmark passes one that recognises its own results folder).
+
+    Returns:
+        The absolute path.
+
+    Raises:
+        OutputPathError: the path cannot or must not be written; the message says why and what
+            to do.
+
+    Example:
+        >>> import tempfile
+        >>> check_output_dir(Path(tempfile.mkdtemp()) / "model").name
+        'model'
+    """
+    target = _output_path(path)
+    if target.parent == target:
+        raise OutputPathError(f"{target}: cannot save to the root folder; name a new folder")
+    try:
+        cwd = Path.cwd().resolve()
+        resolved = target.resolve()
+    except OSError:
+        cwd = resolved = None
+    if cwd is not None and (resolved == cwd or resolved in cwd.parents):
+        where = "the current folder" if resolved == cwd else "a folder above the current one"
+        raise OutputPathError(
+            f"{target}: is {where}; hybridrec saves a model as a folder of its own and will "
+            f"not replace this one: name a new folder such as ./model"
+        )
+    if target.is_symlink():
+        raise OutputPathError(
+            f"{target}: is a symbolic link (to {os.readlink(target)}); hybridrec will not "
+            f"replace it: pass the path it points to, or another path"
+        )
+    if target.exists() and not target.is_dir():
+        raise OutputPathError(
+            f"{target}: is a file, not a folder; hybridrec never replaces a file: choose "
+            f"another path, or move the file away yourself"
+        )
+    if target.is_dir():
+        try:
+            entries = sorted(p.name for p in target.iterdir())
+        except OSError as err:
+            raise OutputPathError(
+                f"{target}: cannot read the folder ({err.strerror or err})"
+            ) from err
+        if not entries:
+            return target
+        recognised = ours(target) if ours is not None else is_model_folder(target)
+        if not recognised:
+            raise OutputPathError(
+                f"{target}: folder is not empty and holds no hybridrec output (it holds "
+                f"{_shown(entries)}); hybridrec never replaces such a folder, even with "
+                f"overwrite: choose a new or empty folder"
+            )
+        if ours is None:
+            foreign = _foreign_files(target)
+            if foreign:
+                raise OutputPathError(
+                    f"{target}: holds a saved model but also files that are not part of it "
+                    f"({_shown(foreign)}); move them away or choose another folder"
+                )
+        if not overwrite:
+            what = "a saved hybridrec model" if ours is None else "earlier output"
+            raise OutputPathError(
+                f"{target}: already holds {what}; pass overwrite=True (command line: "
+                f"--overwrite) to replace it, or choose another folder"
+            )
+        return target
+    # does not exist: the nearest existing parent must be a folder we may write in
+    parent = target.parent
+    while not parent.exists() and not parent.is_symlink() and parent.parent != parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"{target}: cannot create it: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{target}: cannot create it: no permission to write in {parent}")
+    return target
+
+
+class _SaveLock:
+    """An exclusive lock on saving to ``target``: the file ``.<name>.lock`` beside it.
+
+    With ``fcntl`` the lock is an ``flock`` (released by the system if the process dies, so a
+    stale file never blocks a later save); elsewhere the file is created with ``O_EXCL``.
+    """
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.path = target.with_name(f".{target.name}.lock")
+        self.fd: int | None = None
+
+    def _busy(self) -> OutputPathError:
+        return OutputPathError(
+            f"{self.target}: another process is saving to this folder right now (lock "
+            f"{self.path}); wait for it to finish, or save elsewhere"
+        )
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            try:
+                self.fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                err = self._busy()
+                err.args = (f"{err.args[0]} (if no save is running, delete the lock file)",)
+                raise err from None
+            except OSError as err:
+                raise OutputPathError(f"{self.path}: cannot create the lock file ({err})") from err
+            os.write(self.fd, f"{os.getpid()}\n".encode())
+            return
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o666)
+        except OSError as err:
+            raise OutputPathError(
+                f"{self.path}: cannot create the lock file ({err.strerror or err})"
+            ) from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # the holder may have removed the file between our open and flock: then the lock
+            # we got is on a file nobody else sees, and a third process may hold a new one
+            held, now = os.fstat(fd), os.stat(self.path)
+            if (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino):
+                raise BlockingIOError
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            raise self._busy() from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # while still holding it (see acquire)
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+
+@contextmanager
+def atomic_directory(
+    target: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    ours: Callable[[Path], bool] | None = None,
+) -> Iterator[Path]:
+    """Yield a temporary folder; on success it is moved to ``target`` in (almost) one rename.
+
+    ``target`` is checked with :func:`check_output_dir` before anything is written and again
+    just before the rename: only a new path, an empty folder or (with ``overwrite=True``) a
+    saved model is replaced; a file or any other folder is never touched. A replaced model is
+    moved aside first and removed only once the new folder is in place, so an interrupted save
+    never leaves a half-written model where a good one was.
+
+    Saves to the same ``target`` are serialised by a lock file ``.<name>.lock`` beside it: a
+    second process that tries while one is saving gets :class:`OutputPathError` at once.
+    The folder gets mode ``0o777`` less the umask, like ``mkdir``.
+
+    Raises:
+        OutputPathError: the path must not be written, or another process is saving there.
+    """
+    target = check_output_dir(target, overwrite=overwrite, ours=ours)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputPathError(
+            f"{target}: cannot create its parent folder ({err.strerror or err})"
+        ) from err
+    lock = _SaveLock(target)
+    lock.acquire()
+    try:
+        check_output_dir(target, overwrite=overwrite, ours=ours)  # changed while unlocked?
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            os.chmod(tmp, _default_mode(folder=True))
+            yield tmp
+            check_output_dir(target, overwrite=overwrite, ours=ours)  # changed meanwhile?
+            _move_into_place(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        lock.release()
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target``: nothing there, an empty folder, or a checked old output."""
+    backup = None
+    try:
+        if target.is_dir() and any(target.iterdir()):
+            backup = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
             os.replace(target, backup)
+        elif target.is_dir():
+            os.rmdir(target)  # empty: removed, so that the rename works everywhere
         os.replace(tmp, target)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    except OSError as err:
+        if backup is not None and not target.exists():
+            with contextlib.suppress(OSError):
+                os.replace(backup, target)  # put the old model back
+        raise OutputPathError(
+            f"{target}: cannot move the saved folder into place ({err.strerror or err}); did "
+            f"something else write there meanwhile?"
+        ) from err
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
 
 
 def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -116,23 +418,44 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Write ``manifest.json`` with the sha256 of every other file in ``folder``."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    """Write ``manifest.json`` with the sha256 of every other file in ``folder``.
+
+    Every file is listed, in sub-folders too (the manifests of nested artifacts such as a
+    retriever's ``index/`` included), by its ``/``-separated path relative to ``folder``.
+    """
+    top = folder / MANIFEST
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p != top)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         **manifest,
-        "files": {str(p.relative_to(folder)): sha256_file(p) for p in files},
+        "files": {p.relative_to(folder).as_posix(): sha256_file(p) for p in files},
     }
-    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+    atomic_write_text(top, json.dumps(manifest, indent=2, sort_keys=True))
 
 
-def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
+def read_manifest(
+    folder: str | os.PathLike[str], *, verify: bool = True, required: Iterable[str] = ()
+) -> dict[str, Any]:
     """Read and check a saved folder's manifest and (by default) every file's checksum.
 
+    With ``verify=True`` the folder must match its manifest exactly, so that no file a loader
+    reads can be swapped or added after saving:
+
+    * every listed file exists and has the listed sha256;
+    * every file in the folder (sub-folders too) is listed, except the manifest itself and
+      files a file browser drops (``.DS_Store``, ``Thumbs.db``, ``desktop.ini``). A nested
+      ``manifest.json`` that is not listed is accepted: folders saved before nested manifests
+      were listed have them, and a nested artifact checks its own manifest when it is loaded;
+    * every name in ``required`` is listed (a loader passes the files it reads).
+
+    Format versions: a manifest with a ``format_version`` newer than :data:`FORMAT_VERSION` is
+    refused (upgrade hybridrec); an older one (or none) loads with a warning (save the model
+    again to upgrade it).
+
     Raises:
-        ModelFileError: the folder or manifest is missing, unreadable, of another format,
-            or a file is missing or its checksum does not match.
+        ModelFileError: the folder or manifest is missing, unreadable, of another format or a
+            newer version; a file is missing, unlisted or its checksum does not match.
     """
     folder = Path(folder)
     path = folder / MANIFEST
@@ -146,18 +469,69 @@ def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dic
         raise ModelFileError(f"{path}: corrupted manifest ({err})") from err
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a {FORMAT} manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
+    version = manifest.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ModelFileError(f"{path}: corrupted manifest (format_version {version!r})")
+    if version > FORMAT_VERSION:
         raise ModelFileError(
-            f"{path}: format version {manifest['format_version']} is newer than this "
+            f"{path}: format version {version} is newer than this "
             f"hybridrec understands ({FORMAT_VERSION}); upgrade hybridrec"
         )
     if verify:
-        for name, digest in manifest.get("files", {}).items():
-            file = folder / name
-            if not file.is_file():
-                raise ModelFileError(f"{folder}: file {name} listed in the manifest is missing")
-            if sha256_file(file) != digest:
-                raise ModelFileError(
-                    f"{file}: checksum mismatch; the file is corrupted or was changed after saving"
-                )
+        if version < FORMAT_VERSION:
+            logger.warning(
+                "%s: saved in an older format (version %d, current %d); it loads, but save it "
+                "again to upgrade it",
+                path,
+                version,
+                FORMAT_VERSION,
+            )
+        verify_files(folder, manifest, required=required)
     return manifest
+
+
+def verify_files(
+    folder: Path, manifest: Mapping[str, Any], *, required: Iterable[str] = ()
+) -> None:
+    """The checks of :func:`read_manifest` with ``verify=True`` on the files of ``folder``.
+
+    Raises:
+        ModelFileError: see :func:`read_manifest`.
+    """
+    path = folder / MANIFEST
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+    ):
+        raise ModelFileError(f"{path}: corrupted manifest (no valid 'files' list)")
+    for name in files:
+        parts = PurePosixPath(name).parts
+        if not parts or name.startswith("/") or ".." in parts or "\\" in name or ":" in name:
+            raise ModelFileError(f"{path}: corrupted manifest (unsafe file name {name!r})")
+    for name in required:
+        if name not in files:
+            raise ModelFileError(
+                f"{folder}: {name} is not listed in the manifest, so it cannot be checked; "
+                f"the folder was changed after saving: save the model again"
+            )
+    unlisted = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_dir() and not p.is_symlink():
+            continue
+        rel = p.relative_to(folder).as_posix()
+        if rel in files or rel == MANIFEST or p.name in _OS_JUNK or p.name == MANIFEST:
+            continue
+        unlisted.append(rel)
+    if unlisted:
+        raise ModelFileError(
+            f"{folder}: file(s) {_shown(unlisted)} not listed in the manifest; files cannot be "
+            f"added to or swapped in a saved model: save the model again"
+        )
+    for name, digest in files.items():
+        file = folder / name
+        if not file.is_file():
+            raise ModelFileError(f"{folder}: file {name} listed in the manifest is missing")
+        if sha256_file(file) != digest:
+            raise ModelFileError(
+                f"{file}: checksum mismatch; the file is corrupted or was changed after saving"
+            )

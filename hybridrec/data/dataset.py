@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Largest rating a dataset can hold (ratings are stored as float32)."""
+
 
 def _factorise_ids(values: pd.Series, source: object) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes per row and the distinct ids as normalised strings.
@@ -46,12 +49,13 @@ def _factorise_ids(values: pd.Series, source: object) -> tuple[np.ndarray, np.nd
 
 
 def _as_str_ids(values: pd.Series) -> np.ndarray:
-    """Vectorised id normalisation: integers (or integral floats) and strings become str."""
+    """Vectorised id normalisation: integers (or integral floats) and strings become str, with
+    leading and trailing white space removed (``" u1 "`` is the user ``"u1"``)."""
     if pd.api.types.is_float_dtype(values):
         if values.isna().any() or not np.all(np.mod(values.to_numpy(), 1) == 0):
             raise DataError("ids must be integers or strings", field=values.name)
         values = values.astype(np.int64)
-    return values.astype(str).to_numpy(dtype=object)
+    return values.astype(str).str.strip().to_numpy(dtype=object)
 
 
 class Dataset:
@@ -69,6 +73,10 @@ class Dataset:
         like_threshold: ratings at or above it count as "liked"; implicit events always do.
         skipped_rows: malformed rows a lenient loader skipped (0 otherwise).
         load_notes: counts a loader reported, e.g. repeated metadata lines (empty otherwise).
+        has_timestamps: whether ``timestamp`` holds real times. False when the data had none:
+            then it holds row numbers (the file order), ``info()`` says ``"timestamps":
+            False``, and the time-based splits hold out at random instead (see
+            :func:`hybridrec.data.splits.split`).
 
     Example:
         >>> import pandas as pd
@@ -92,6 +100,7 @@ class Dataset:
         users: pd.DataFrame | None = None,
         like_threshold: float = 4.0,
         rating_scale: tuple[float, float] | None = None,
+        has_timestamps: bool = True,
     ) -> None:
         self.name = name
         self.interactions = interactions
@@ -101,6 +110,7 @@ class Dataset:
         self.users = users
         self.like_threshold = float(like_threshold)
         self.rating_scale = rating_scale
+        self.has_timestamps = bool(has_timestamps)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -119,8 +129,10 @@ class Dataset:
 
         Args:
             interactions: columns ``user_id``, ``item_id`` and optionally ``rating`` (NaN or
-                absent for implicit feedback) and ``timestamp`` (Unix seconds; absent means row
-                order).
+                absent for implicit feedback; other values must be finite and fit a float32)
+                and ``timestamp`` (Unix seconds, or datetimes; absent means row order, and
+                ``has_timestamps`` False). Ids are strings or integers; white space around
+                them is removed.
             items: catalogue with an ``item_id`` column and any text columns (``title``,
                 ``genres``, ``description``, ...). Items that appear only in interactions get
                 empty metadata; duplicate item ids are an error.
@@ -131,7 +143,8 @@ class Dataset:
             source: file or folder the data came from, named in errors.
 
         Raises:
-            DataError: a missing column, a missing id, or duplicate catalogue/user ids.
+            DataError: a missing column, a missing id, duplicate catalogue/user ids, a rating
+                that is infinite or too large for a float32, or a timestamp out of range.
         """
         for col in ("user_id", "item_id"):
             if col not in interactions.columns:
@@ -141,7 +154,7 @@ class Dataset:
         item_codes, item_uniques = _factorise_ids(interactions["item_id"], source)
         frame = pd.DataFrame(index=interactions.index)
         if "rating" in interactions.columns:
-            rating = pd.to_numeric(interactions["rating"], errors="coerce").astype(np.float32)
+            rating = pd.to_numeric(interactions["rating"], errors="coerce")
             bad = rating.isna() & interactions["rating"].notna()
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -150,7 +163,17 @@ class Dataset:
                     path=source,
                     field="rating",
                 )
-            frame["rating"] = rating.to_numpy()
+            values = rating.to_numpy(np.float64, na_value=np.nan)
+            huge = np.abs(np.nan_to_num(values, nan=0.0)) > FLOAT32_MAX  # inf too
+            if huge.any():
+                row = int(np.flatnonzero(huge)[0])
+                raise DataError(
+                    f"rating {interactions['rating'].iloc[row]!r} in row {row} is infinite or "
+                    f"too large (ratings are stored as float32, at most {FLOAT32_MAX:.4g})",
+                    path=source,
+                    field="rating",
+                )
+            frame["rating"] = values.astype(np.float32)
         else:
             frame["rating"] = np.float32(np.nan)
         if "timestamp" in interactions.columns:
@@ -161,9 +184,21 @@ class Dataset:
             if ts.isna().any():
                 row = int(np.flatnonzero(ts.isna().to_numpy())[0])
                 raise DataError(f"bad timestamp in row {row}", path=source, field="timestamp")
+            if pd.api.types.is_float_dtype(ts):
+                out = ~(np.abs(ts.to_numpy(np.float64)) < 2.0**63)  # inf and NaN too
+                if out.any():
+                    row = int(np.flatnonzero(out)[0])
+                    raise DataError(
+                        f"timestamp {interactions['timestamp'].iloc[row]!r} in row {row} is out "
+                        f"of range (64-bit integer seconds)",
+                        path=source,
+                        field="timestamp",
+                    )
             frame["timestamp"] = ts.astype(np.int64).to_numpy()
+            has_timestamps = True
         else:
             frame["timestamp"] = np.arange(len(frame), dtype=np.int64)
+            has_timestamps = False
 
         # Catalogue: every item of the catalogue plus every item rated, in a stable order.
         if items is None:
@@ -225,6 +260,7 @@ class Dataset:
             users=users,
             like_threshold=like_threshold,
             rating_scale=rating_scale,
+            has_timestamps=has_timestamps,
         )
 
     def with_interactions(self, interactions: pd.DataFrame, name: str | None = None) -> Dataset:
@@ -238,6 +274,7 @@ class Dataset:
             users=self.users,
             like_threshold=self.like_threshold,
             rating_scale=self.rating_scale,
+            has_timestamps=self.has_timestamps,
         )
 
     # ------------------------------------------------------------------ sizes and lookups
@@ -355,13 +392,20 @@ class Dataset:
         """Codes of users with at least one interaction, ascending."""
         return np.flatnonzero(np.diff(self._user_offsets) > 0)
 
-    def item(self, item_id: object) -> Item:
-        """The catalogue entry of an item as an :class:`Item`."""
+    def item(self, item_id: object, builder: Any | None = None) -> Item:
+        """The catalogue entry of an item as an :class:`Item`.
+
+        Its ``text`` is what the models read (:meth:`item_texts` with the same ``builder``),
+        so a reranker given this ``Item`` reads what the retrieval stage embeds.
+        """
+        from hybridrec.data.text import ItemTextBuilder
+
         code = int(self.item_index([item_id])[0])
         row = self.items.iloc[code]
         title = row.get("title", "")
         meta = {k: v for k, v in row.items() if k not in ("item_id", "title") and _present(v)}
-        return Item(self.item_ids[code], "" if not _present(title) else str(title), "", meta)
+        text = (builder or ItemTextBuilder()).build(self.items.iloc[[code]])[0]
+        return Item(self.item_ids[code], "" if not _present(title) else str(title), text, meta)
 
     def item_texts(self, builder: Any | None = None) -> list[str]:
         """The text the models read for every item code (see :class:`ItemTextBuilder`)."""
@@ -378,6 +422,7 @@ class Dataset:
             counts = ratings.dropna().value_counts().sort_index()
             hist = {f"{float(k):g}": int(v) for k, v in counts.items()}
         ts = self.interactions["timestamp"]
+        timed = bool(n_inter) and self.has_timestamps
         return {
             "name": self.name,
             "users": self.n_users,
@@ -390,8 +435,9 @@ class Dataset:
             "like_threshold": self.like_threshold,
             "liked_share": float(self.liked_mask.mean()) if n_inter else 0.0,
             "rating_histogram": hist,
-            "first_timestamp": int(ts.min()) if n_inter else None,
-            "last_timestamp": int(ts.max()) if n_inter else None,
+            "timestamps": self.has_timestamps,
+            "first_timestamp": int(ts.min()) if timed else None,
+            "last_timestamp": int(ts.max()) if timed else None,
             "item_columns": [c for c in self.items.columns if c != "item_id"],
             "user_profile_columns": []
             if self.users is None
@@ -416,8 +462,15 @@ def _present(value: object) -> bool:
 
 
 def _id_sort_key(value: str) -> tuple[int, int | str]:
-    """Numeric ids in numeric order, then the others alphabetically."""
-    return (0, int(value)) if value.isdigit() else (1, value)
+    """Numeric ids (ASCII digits only) in numeric order, then the others alphabetically.
+
+    Example:
+        >>> sorted(["10", "9", "b", "\u00b2", "a"], key=_id_sort_key)
+        ['9', '10', 'a', 'b', '\u00b2']
+    """
+    # str.isdigit is True for "²" and other digits int() refuses; isdecimal is True for
+    # non-ASCII decimal digits int() accepts but that are not ids in numeric order
+    return (0, int(value)) if value.isascii() and value.isdecimal() else (1, value)
 
 
 def _sort_by_user_time(codes: pd.DataFrame) -> pd.DataFrame:

@@ -21,6 +21,13 @@ format          what is detected
 ``csv``         a ``.csv`` / ``.tsv`` file (``.gz`` too): see ``columns=``
 ``jsonl``       a ``.jsonl`` / ``.json`` / ``.ndjson`` file (``.gz`` too): see ``columns=``
 =============== ===================================================================
+
+In every format, white space around user and item ids is removed (``" u1 "`` is the user
+``"u1"``), ratings must be finite numbers that fit a float32 (``1e39``, ``inf`` and ``nan`` are
+malformed rows) and timestamps integers within 2**53 seconds. Files without a time column
+(generic CSV / JSON lines) give a dataset with ``has_timestamps`` False: a warning is logged,
+the row order stands in for time, and the time-based splits hold out at random (see
+:mod:`hybridrec.data.splits`).
 """
 
 from __future__ import annotations
@@ -162,8 +169,9 @@ def load_dataset(
 ) -> Dataset:
     """Load a dataset by name or from a folder or file.
 
-    A string that is one of the names (see :func:`dataset_names`) is that dataset; pass a
-    :class:`~pathlib.Path` (or ``"./ml-100k"``) to read a local folder of the same name.
+    A string that is one of the names (see :func:`dataset_names`) is that dataset, unless a
+    file or folder of that name exists (relative to the current folder): then that local copy
+    is read, and a warning says so. A :class:`~pathlib.Path` is always a path.
 
     Args:
         name_or_path: a dataset name or a path.
@@ -188,7 +196,8 @@ def load_dataset(
     Raises:
         DataError: a missing file or column, a malformed row, undecodable bytes, duplicate ids:
             the message names the file, line and field.
-        DownloadError: a named dataset could not be fetched.
+        DownloadError: a named dataset could not be fetched; the message names the URLs to
+            download by hand and how to pass the folder instead.
         TypeError: an option the format does not take.
 
     Example:
@@ -202,6 +211,19 @@ def load_dataset(
     progress = kwargs.pop("progress", None)
     timeout = kwargs.pop("timeout", 60.0)
     name: str | None = None
+    if (
+        isinstance(name_or_path, str)
+        and _is_name(name_or_path)
+        and Path(name_or_path).expanduser().exists()
+    ):
+        logger.warning(
+            "%r is a dataset name but also a local %s (%s); reading the local one (run from "
+            "another folder to use the named dataset)",
+            name_or_path,
+            "folder" if Path(name_or_path).expanduser().is_dir() else "file",
+            Path(name_or_path).expanduser().resolve(),
+        )
+        name_or_path = Path(name_or_path)
     if isinstance(name_or_path, str) and _is_name(name_or_path):
         name = name_or_path
         path, fmt = _resolve_name(
@@ -281,16 +303,40 @@ def _resolve_name(
 ) -> tuple[Path, str]:
     if name in EMBEDDED:
         return embedded_path(name), "ml-latest"
-    from hybridrec.data.download import fetch_dataset
+    from hybridrec.data.download import DownloadError, fetch_dataset
 
-    folder = fetch_dataset(
-        name,
-        Path(cache_dir) if cache_dir is not None else None,
-        download=download,
-        progress=progress,
-        timeout=timeout,
-    )
+    try:
+        folder = fetch_dataset(
+            name,
+            Path(cache_dir) if cache_dir is not None else None,
+            download=download,
+            progress=progress,
+            timeout=timeout,
+        )
+    except DownloadError as err:
+        if not download:
+            raise  # "not in the cache": its message already says what to do
+        raise type(err)(f"download failed ({err}); {_manual_download_hint(name)}") from err
     return folder, ("amazon2018" if name.startswith(AMAZON_PREFIX) else name)
+
+
+def _manual_download_hint(name: str) -> str:
+    """How to get a named dataset by hand (when downloading fails, e.g. without network)."""
+    from hybridrec.data.download import MOVIELENS, amazon2018_files
+
+    then = (
+        "and pass the folder: hybridrec data info /path/to/folder "
+        "(in Python: load_dataset(Path('/path/to/folder')))"
+    )
+    if name.startswith(AMAZON_PREFIX):
+        try:
+            urls = " and ".join(f.url for f in amazon2018_files(name[len(AMAZON_PREFIX) :]))
+        except ValueError:
+            return f"download the files yourself {then}"
+        return f"download the files yourself from {urls} into one folder {then}"
+    if name in MOVIELENS:
+        return f"download {MOVIELENS[name].url} yourself, unzip it {then}"
+    return f"download the files yourself {then}"
 
 
 def _call_reader(fmt: str, path: Path, *, lenient: bool, kwargs: dict[str, Any]) -> Frames:

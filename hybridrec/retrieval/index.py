@@ -755,14 +755,23 @@ class VectorIndex:
             faiss.write_index(self._index, str(folder / INDEX_FILE))
         save_arrays(folder / IDS_FILE, {"labels": self._labels})
 
-    def save(self, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        path: str | Path,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> Path:
         """Save to a folder atomically, with a manifest holding ``metadata`` (model, checksums).
+
+        An existing saved index is replaced only with ``overwrite=True``; any other existing
+        file or folder is never replaced (see :func:`hybridrec.persistence.atomic_directory`).
 
         Example:
             >>> # index.save("catalogue.index", {"model": "sentence-transformers/all-MiniLM-L6-v2"})
         """
         path = Path(path)
-        with atomic_directory(path) as tmp:
+        with atomic_directory(path, overwrite=overwrite) as tmp:
             self.save_into(tmp)
             write_manifest(
                 tmp,

@@ -110,3 +110,45 @@ def test_item_text_builder_strips_html_and_caps_length() -> None:
     assert texts[1].startswith("Heat (1995). Genres: Crime, Thriller. Description: x x")
     assert len(texts[1]) <= 120 and texts[1].endswith("…")
     assert clean_text(np.nan) == "" and clean_text("a\x00b\r\n c") == "a b c"
+
+
+def test_ids_are_stripped_of_surrounding_space() -> None:
+    d = hr.Dataset.from_frames(
+        frame(user_id=["u1", " u1 ", "u2\t"], item_id=["i1", "i2", " i1"]),
+        frame(item_id=["i1 ", "i2"], title=["One", "Two"]),
+    )
+    assert list(d.user_ids) == ["u1", "u2"] and list(d.item_ids) == ["i1", "i2"]
+    assert d.history("u1") == ["i1", "i2"]
+    with pytest.raises(hr.DataError, match="empty id"):
+        hr.Dataset.from_frames(frame(user_id=["u1", "  "], item_id=["i1", "i2"]))
+
+
+def test_unicode_digit_ids_do_not_crash() -> None:
+    d = hr.Dataset.from_frames(frame(user_id=["\u00b2", "10", "9", "\u0663"], item_id=[1, 2, 3, 4]))
+    assert list(d.user_ids) == ["9", "10", "\u00b2", "\u0663"]  # numbers first, by value
+    assert d.history("\u00b2") == ["1"]
+
+
+def test_ratings_must_fit_float32() -> None:
+    for bad in (1e39, float("inf"), -float("inf"), "1e39"):
+        with pytest.raises(hr.DataError, match="row 1 is infinite or too large"):
+            hr.Dataset.from_frames(frame(user_id=[1, 1], item_id=[1, 2], rating=[5.0, bad]))
+    implicit = hr.Dataset.from_frames(
+        frame(user_id=[1, 1], item_id=[1, 2], rating=[5.0, np.nan])  # NaN: implicit event
+    )
+    assert np.isnan(implicit.interactions["rating"].iloc[1])
+    assert np.isfinite(hr.Dataset.from_frames(
+        frame(user_id=[1], item_id=[1], rating=[3.4e38])).interactions["rating"]).all()
+
+
+def test_timestamps_out_of_range_are_refused() -> None:
+    for bad in (1e19, float("inf"), -9.3e18):
+        with pytest.raises(hr.DataError, match="out of range"):
+            hr.Dataset.from_frames(frame(user_id=[1, 1], item_id=[1, 2], timestamp=[1.0, bad]))
+
+
+def test_has_timestamps(ds: hr.Dataset) -> None:
+    assert ds.has_timestamps and ds.info()["timestamps"] is True
+    untimed = hr.Dataset.from_frames(frame(user_id=[1, 1], item_id=[1, 2]))
+    assert not untimed.has_timestamps
+    assert untimed.info()["timestamps"] is False and untimed.info()["first_timestamp"] is None

@@ -300,6 +300,14 @@ BAD_ROWS = [
                  2, None, "expected 4 fields, found 3", 5, id="1m-short-row"),
     pytest.param("ml-1m", "ratings.dat", b"2::2::2::", b"2::2::two::",
                  5, "Rating", "'two' is not an integer", 5, id="1m-non-numeric"),
+    pytest.param("ml-latest-small", "ratings.csv", b"2,2,0.5,", b"2,2,1e39,",
+                 5, "rating", "'1e39' is not a number in [0.5, 5]", 8, id="latest-huge-rating"),
+    pytest.param("ml-latest-small", "ratings.csv", b"2,2,0.5,", b"2,2,nan,",
+                 5, "rating", "'nan' is not a number", 8, id="latest-nan-rating"),
+    pytest.param("ml-100k", "u.data", b"3\t4\t5\t", b"3\t4\t1e39\t",
+                 7, "rating", "in [1, 5]", 6, id="100k-huge-rating"),
+    pytest.param("ml-1m", "ratings.dat", b"1::661::3::978302109", b"1::661::3::" + b"9" * 20,
+                 2, "Timestamp", "is not an integer", 5, id="1m-timestamp-out-of-range"),
 ]
 
 
@@ -440,6 +448,13 @@ def test_ml1m_bad_movie_line_and_occupation(tmp_path: Path) -> None:
         pytest.param(5, lambda s: s.replace(b'"reviewText": "ok"', b'"reviewText": "\xe9"'),
                      "reviewText", "not valid UTF-8", id="bad-utf8"),
         pytest.param(1, lambda s: b"[1, 2]", None, "not a JSON object", id="not-an-object"),
+        pytest.param(4, lambda s: s.replace(b'"overall": 3.0', b'"overall": 1e39'), "overall",
+                     "1e+39 is not a number in [1, 5]", id="huge-rating"),
+        pytest.param(4, lambda s: s.replace(b'"overall": 3.0', b'"overall": NaN'), "overall",
+                     "NaN is not a number", id="nan-rating"),
+        pytest.param(2, lambda s: s.replace(b'"unixReviewTime": 1393372900',
+                                            b'"unixReviewTime": 18446744073709551615'),
+                     "unixReviewTime", "is not an integer", id="timestamp-out-of-range"),
     ],
 )
 def test_amazon_malformed_review_lines(
@@ -608,3 +623,123 @@ def test_every_row_one_field_too_many(
     with pytest.raises(DataError, match="expected 4 fields, found 5") as info:
         load_dataset(folder)
     assert info.value.line == line
+
+
+# --------------------------------------------------------------------------- reliability fixes
+@pytest.mark.parametrize(
+    ("suffix", "content", "line", "message"),
+    [
+        pytest.param(".csv", "user_id,item_id,rating\nu1,i1,5\nu1,i2,1e39\nu2,i1,3\n", 3,
+                     "'1e39' is too large (stored as a 32-bit float", id="csv-huge"),
+        pytest.param(".csv", "user_id,item_id,rating\nu1,i1,5\nu1,i2,-inf\n", 3,
+                     "'-inf' is not a number", id="csv-inf"),
+        pytest.param(".csv", "user_id,item_id,rating\nu1,i1,5\nu1,i2,NaN\n", 3,
+                     "'NaN' is not a number", id="csv-nan"),
+        pytest.param(".jsonl", '{"user_id": "u1", "item_id": "i1", "rating": 5}\n'
+                     '{"user_id": "u1", "item_id": "i2", "rating": 1e39}\n', 2,
+                     "1e+39 is too large", id="jsonl-huge"),
+        pytest.param(".jsonl", '{"user_id": "u1", "item_id": "i1", "rating": 5}\n'
+                     '{"user_id": "u1", "item_id": "i2", "rating": Infinity}\n', 2,
+                     "inf is not a number", id="jsonl-inf"),
+        pytest.param(".jsonl", '{"user_id": "u1", "item_id": "i1", "rating": 5}\n'
+                     '{"user_id": "u1", "item_id": "i2", "rating": NaN}\n', 2,
+                     "NaN is not a number", id="jsonl-nan"),
+    ],
+)
+def test_ratings_that_do_not_fit_float32_are_refused(
+    tmp_path: Path, suffix: str, content: str, line: int, message: str
+) -> None:
+    path = tmp_path / f"log{suffix}"
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        load_dataset(path)
+    assert (info.value.line, info.value.field) == (line, "rating")
+    assert message in str(info.value) and f"log{suffix}" in str(info.value)
+    ds = load_dataset(path, lenient=True)
+    assert ds.skipped_rows == 1 and np.isfinite(ds.interactions["rating"]).all()
+
+
+def test_generic_timestamps_out_of_range_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp\nu1,i1,5\nu1,i2,99999999999999999999\n")
+    with pytest.raises(DataError, match="line 3, field 'timestamp'"):
+        load_dataset(path)
+    path = tmp_path / "log.jsonl"
+    path.write_text(
+        '{"user_id": "u1", "item_id": "i1", "timestamp": 1}\n'
+        '{"user_id": "u1", "item_id": "i2", "timestamp": 18446744073709551615}\n'
+    )
+    with pytest.raises(DataError, match="line 2, field 'timestamp'"):
+        load_dataset(path)
+
+
+def test_ids_with_surrounding_space_are_one_id(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,rating\nu1,i1,5\n u1 ,i2,4\nu2,i1 ,3\n")
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\n i1,One\ni2 ,Two\n")
+    ds = load_dataset(path, items=items)
+    assert list(ds.user_ids) == ["u1", "u2"] and list(ds.item_ids) == ["i1", "i2"]
+    assert ds.item("i2").title == "Two"
+    items.write_text("item_id,title\ni1,One\n i1 ,Again\n")
+    with pytest.raises(DataError, match="duplicate item id 'i1'"):
+        load_dataset(path, items=items)
+    jsonl = tmp_path / "log.jsonl"
+    jsonl.write_text(
+        '{"user_id": "u1", "item_id": "i1"}\n{"user_id": " u1", "item_id": "i2 "}\n'
+    )
+    assert list(load_dataset(jsonl).user_ids) == ["u1"]
+    folder = fixture_copy(tmp_path, "amazon2018")
+    edit_gz(
+        folder / "Tiny_Magazines_5.json.gz",
+        lambda s: s.replace(b'"reviewerID": "A1"', b'"reviewerID": " A1 "', 1),
+    )
+    assert load_dataset(folder).n_users == load_dataset(FIXTURES / "amazon2018").n_users
+
+
+def test_unicode_digit_id_loads(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id\n\u00b2,i1\n1,i2\n", encoding="utf-8")
+    assert list(load_dataset(path).user_ids) == ["1", "\u00b2"]
+
+
+def test_a_local_folder_named_like_a_dataset_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    shutil.copytree(FIXTURES / "ml-100k", tmp_path / "ml-100k")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYBRIDREC_CACHE", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset("ml-100k", download=False)  # no download, no cache needed
+    assert ds.n_interactions == 7
+    assert "'ml-100k' is a dataset name but also a local folder" in caplog.text
+    assert str(tmp_path / "ml-100k") in caplog.text
+    assert not (tmp_path / "cache").exists()
+
+
+def test_failed_download_says_how_to_get_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hybridrec.data import download
+
+    # nothing listens on port 9 of this machine: a real "cannot connect"
+    monkeypatch.setattr(download, "AMAZON2018_REVIEWS", "http://127.0.0.1:9/{category}_5.json.gz")
+    monkeypatch.setattr(download, "AMAZON2018_META", "http://127.0.0.1:9/meta_{category}.json.gz")
+    with pytest.raises(DownloadError) as info:
+        load_dataset("amazon2018:Gift_Cards", cache_dir=tmp_path, progress=False, timeout=5)
+    text = str(info.value)
+    assert text.startswith("download failed (http://127.0.0.1:9/Gift_Cards_5.json.gz: cannot")
+    assert "download the files yourself from http://127.0.0.1:9/Gift_Cards_5.json.gz and " \
+        "http://127.0.0.1:9/meta_Gift_Cards.json.gz into one folder" in text
+    assert "hybridrec data info /path/to/folder" in text
+    monkeypatch.setitem(
+        download.MOVIELENS,
+        "ml-1m",
+        download.RemoteFile("http://127.0.0.1:9/ml-1m.zip", "ml-1m.zip"),
+    )
+    with pytest.raises(DownloadError, match=r"download http://127.0.0.1:9/ml-1m.zip yourself, "
+                       r"unzip it and pass the folder"):
+        load_dataset("ml-1m", cache_dir=tmp_path, progress=False, timeout=5)
+    with pytest.raises(DownloadError, match="not in the cache") as info:
+        load_dataset("ml-1m", cache_dir=tmp_path, download=False)
+    assert "download failed" not in str(info.value)

@@ -99,7 +99,8 @@ def read_amazon2018(
     """Read one Amazon 2018 category: reviews as explicit 1-5 ratings, metadata as item text.
 
     The catalogue holds the reviewed items (the 5-core set), in order of first review; items
-    without metadata get empty text and ``has_metadata`` False.
+    without metadata get empty text and ``has_metadata`` False. White space around
+    ``reviewerID`` and ``asin`` is removed; ``overall`` must be a number in [1, 5].
 
     Args:
         folder: the folder holding ``<Category>_5.json.gz`` and ``meta_<Category>.json.gz``.

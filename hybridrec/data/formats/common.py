@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 Kind = Literal["int", "float", "id", "str", "any"]
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 @dataclass(frozen=True)
 class Field:
@@ -33,9 +35,12 @@ class Field:
     Args:
         name: the column name in the file (or the positional name of a header-less file, or the
             JSON key).
-        kind: ``"int"`` (int64), ``"float"`` (float64, finite), ``"id"`` (a non-empty string;
-            integral numbers are accepted and written as strings), ``"str"`` (text, missing is
-            ``""``) or ``"any"`` (left as parsed, for JSON lists).
+        kind: ``"int"`` (int64; at most 2**53 in magnitude, so that no value was rounded on
+            the way), ``"float"`` (float64, finite and within the float32 range, since
+            ratings are stored as float32: ``1e39``, ``inf`` and ``nan`` are malformed),
+            ``"id"`` (a non-empty string with surrounding white space removed, so ``" u1 "``
+            is ``"u1"``; integral numbers are accepted and written as strings), ``"str"`` (text,
+            missing is ``""``) or ``"any"`` (left as parsed, for JSON lists).
         required: whether the value must be present and non-empty.
         min / max: inclusive bounds of numeric values.
         rename: the column name in the output frame (default: ``name``).
@@ -288,10 +293,13 @@ def _convert(
 
     def show(row: int) -> str:
         value = raw.iloc[row]
+        if isinstance(value, float) and np.isnan(value) and raw.dtype == object:
+            return "NaN"  # JSON's NaN, given explicitly (null is None)
         return "missing" if _missing(value) else repr(value)
 
     if f.kind in ("int", "float"):
-        if f.kind == "int" and pd.api.types.is_integer_dtype(raw.dtype):
+        huge = np.zeros(n, dtype=bool)
+        if f.kind == "int" and pd.api.types.is_signed_integer_dtype(raw.dtype):
             num = raw.to_numpy(np.int64)
             fail = np.zeros(n, dtype=bool)
         elif f.kind == "float" and pd.api.types.is_float_dtype(raw.dtype):
@@ -305,6 +313,9 @@ def _convert(
                 fail |= np.mod(np.where(fail, 0, num), 1) != 0
                 fail |= np.abs(np.where(fail, 0, num)) > 2**53
                 num = np.where(fail, 0, num).astype(np.int64)
+        if f.kind == "float":
+            huge = ~fail & (np.abs(np.where(fail, 0, num)) > FLOAT32_MAX)
+            fail = fail | huge
         if f.kind == "int" and num.dtype != np.int64:
             num = num.astype(np.int64)
         if f.min is not None:
@@ -315,6 +326,11 @@ def _convert(
         bounds = f" in [{f.min:g}, {f.max:g}]" if f.min is not None and f.max is not None else ""
 
         def describe(row: int) -> str:
+            if huge[row] and not bounds:
+                return (
+                    f"{show(row)} is too large (stored as a 32-bit float: at most "
+                    f"{FLOAT32_MAX:.4g})"
+                )
             return f"{show(row)} is not {kind}{bounds}"
 
         return num, fail, describe
@@ -327,6 +343,8 @@ def _convert(
     missing = raw.isna().to_numpy()
     if _is_text(raw):
         strings = raw.fillna("").astype(object)
+        if f.kind == "id" and n:
+            strings = strings.str.strip()  # " u1 " and "u1" are one id
         nonstr = np.zeros(n, dtype=bool)
     else:  # JSON: numbers, lists, ... in a column that should hold strings
         kind = pd.api.types.infer_dtype(raw, skipna=True)
@@ -334,6 +352,8 @@ def _convert(
         nonstr = np.zeros(n, dtype=bool)
         if kind not in ("string", "empty", "integer", "mixed-integer"):
             nonstr = ~raw.map(lambda v: isinstance(v, (str, int, np.integer))).to_numpy() & ~missing
+        if f.kind == "id" and n:
+            strings = strings.str.strip()
     empty = (strings.str.strip() == "").to_numpy() if n else np.zeros(0, dtype=bool)
     fail = nonstr.copy()
     if f.required:

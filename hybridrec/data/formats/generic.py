@@ -73,7 +73,12 @@ def read_generic(
             "asin", "rating": "stars", "timestamp": "ts"}``. Unmapped canonical names default to
             themselves; ``rating`` and ``timestamp`` are optional unless mapped: they are read
             when the CSV header (or the first JSON record) has them. Without a rating the
-            feedback is implicit; without a timestamp the row order is the time order.
+            feedback is implicit. Without a timestamp the row order stands in for time: a
+            warning is logged and the dataset's ``has_timestamps`` is False, so that the
+            time-based splits hold out at random instead of by (meaningless) row number.
+            User and item ids have surrounding white space removed (``" u1 "`` is ``"u1"``);
+            ratings must be finite and fit a float32 (``1e39``, ``inf``, ``nan`` are
+            malformed).
         items: a catalogue file; ``item_columns`` maps ``item_id`` (and optionally ``title``,
             ``description``, ...) to its columns. Its other columns are kept as they are.
         users: a profile file; ``user_columns`` maps ``user_id`` (and other fields).
@@ -111,6 +116,13 @@ def read_generic(
     table = _read(path, fmt, fields, sep=sep, encoding=encoding, lenient=lenient)
     if len(table.frame) == 0:
         raise DataError("no interactions in the file", path=path)
+    if "timestamp" not in table.frame.columns:
+        logger.warning(
+            "%s: no timestamp column (%r); the row order stands in for time, and time-based "
+            "splits (leave-one-out, temporal) hold out at random instead",
+            path,
+            mapping["timestamp"],
+        )
     skipped = table.skipped
     f = table.frame
     interactions = pd.DataFrame(
@@ -231,7 +243,8 @@ def _side_file(
     lenient: bool,
     list_columns: Mapping[str, str] | None,
 ) -> Table:
-    """A catalogue or profile file: the key column plus every other column, renamed."""
+    """A catalogue or profile file: the key column (white space around ids removed) plus every
+    other column, renamed."""
     require_file(path)
     fmt = _format(path, None)
     mapping = dict(columns or {})

@@ -8,6 +8,9 @@
   ``|``-separated, 19 genre flags), ``u.user`` (id|age|gender|occupation|zip), ``u.genre``.
 * 1M: Latin-1, ``::``-separated ``ratings.dat``, ``movies.dat`` and ``users.dat``.
 
+Ids are integers in every layout (white space around them is accepted and ignored); ratings are
+checked against the published scale, timestamps must be integers.
+
 Catalogue columns: ``item_id``, ``title`` (as published, year included), ``title_clean``
 (without the year), ``year`` (nullable Int64), ``genres`` (list of str), plus ``tags``,
 ``imdb_id``, ``tmdb_id`` (latest) or ``release_date``, ``imdb_url`` (100K).
