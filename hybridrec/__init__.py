@@ -19,9 +19,18 @@ from hybridrec.errors import (
     ModelFileError,
     NotFittedError,
     UnknownIdError,
+    UnusedInputError,
+    UnusedInputWarning,
 )
-from hybridrec.recommender import Recommender, Reranker
-from hybridrec.registry import available, create, load
+from hybridrec.recommender import Recommender
+from hybridrec.registry import (
+    available,
+    available_rerankers,
+    create,
+    create_reranker,
+    load,
+)
+from hybridrec.reranker import Reranker
 from hybridrec.types import Interaction, Item, Recommendation, UserContext
 
 __version__ = "0.1.0"
@@ -41,9 +50,13 @@ __all__ = [
     "Reranker",
     "Split",
     "UnknownIdError",
+    "UnusedInputError",
+    "UnusedInputWarning",
     "UserContext",
     "available",
+    "available_rerankers",
     "create",
+    "create_reranker",
     "load",
     "load_dataset",
     "split",

@@ -3,15 +3,16 @@ stays fast.
 
 JSON outputs (``--json``) and their keys:
 
-* ``recommenders --json``: a list of ``{"name", "target", "source"}``; ``source`` is ``builtin``
-  or ``plugin:<distribution>``.
+* ``recommenders --json``: a list of ``{"name", "kind", "target", "source"}``; ``kind`` is
+  ``recommender`` or ``reranker``, ``source`` is ``builtin`` or ``plugin:<distribution>``.
 * ``data info --json``: ``name, users, active_users, items, rated_items, interactions, density,
-  explicit, like_threshold, liked_share, rating_histogram ({rating: count}), first_timestamp,
-  last_timestamp, item_columns, user_profile_columns, skipped_rows`` (malformed rows skipped in
-  lenient mode) and ``load_notes`` (the loader's counts: ``rows_read``,
-  ``repeated_pairs_dropped`` and format-specific ones).
+  explicit, like_threshold, liked_share, rating_histogram ({rating: count}), timestamps (false
+  when the data has no time column: row order stands in for time), first_timestamp,
+  last_timestamp (null without timestamps), item_columns, user_profile_columns,
+  skipped_rows`` (malformed rows skipped in lenient mode) and ``load_notes`` (the loader's
+  counts: ``rows_read``, ``repeated_pairs_dropped`` and format-specific ones).
 * ``recommend --json``: ``{"user", "recommender", "items": [{"rank", "item_id", "score",
-  "stage", "title"}]}``.
+  "stage", "title", "notes"}]}`` (``notes``: request inputs the recommender ignored).
 * ``bench --json``: the ``results.json`` document (see docs in ``hybridrec.eval.bench``).
 """
 
@@ -55,22 +56,26 @@ def main(verbose: int) -> None:
 @main.command("recommenders")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def recommenders_cmd(as_json: bool) -> None:
-    """List registered recommenders and where they come from."""
+    """List registered recommenders and rerankers, and where they come from."""
     from hybridrec.registry import RegistryError, entries
 
+    rows = []
     try:
-        found = entries()
+        for kind in ("recommender", "reranker"):
+            for e in entries(kind).values():
+                rows.append({"name": e.name, "kind": kind, "target": e.target, "source": e.source})
     except RegistryError as err:
         _fail(err)
-    rows = [{"name": e.name, "target": e.target, "source": e.source} for e in found.values()]
-    rows.sort(key=lambda r: r["name"])
+    rows.sort(key=lambda r: (r["kind"], r["name"]))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     width = max(len(r["name"]) for r in rows)
     source_width = max(len(r["source"]) for r in rows)
     for r in rows:
-        click.echo(f"{r['name']:<{width}}  {r['source']:<{source_width}}  {r['target']}")
+        click.echo(
+            f"{r['name']:<{width}}  {r['kind']:<11}  {r['source']:<{source_width}}  {r['target']}"
+        )
 
 
 @main.group("data")
@@ -104,6 +109,14 @@ def data_info(name_or_path: str, fmt: str | None, lenient: bool, as_json: bool) 
     click.echo(f"interactions  {info['interactions']:,}")
     click.echo(f"density       {info['density']:.4%}")
     click.echo(f"liked share   {info['liked_share']:.1%} (rating >= {info['like_threshold']:g})")
+    if not info["timestamps"]:
+        click.echo(
+            "time          no timestamps: row order stands in for time; leave-one-out and "
+            "temporal splits hold out at random"
+        )
+    elif info["first_timestamp"] is not None:
+        first, last = _day(info["first_timestamp"]), _day(info["last_timestamp"])
+        click.echo(f"time          {first} to {last}")
     notes = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in info["load_notes"].items())
     if notes:
         click.echo(f"loading       {notes}")
@@ -115,6 +128,16 @@ def data_info(name_or_path: str, fmt: str | None, lenient: bool, as_json: bool) 
         for rating, count in info["rating_histogram"].items():
             bar = "#" * max(1, round(40 * count / top))
             click.echo(f"  {rating:>4}  {count:>8,}  {bar}")
+
+
+def _day(seconds: int) -> str:
+    """A Unix time as a UTC date, or the number itself when it is not a plausible date."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d")
+    except (OverflowError, OSError, ValueError):
+        return str(seconds)
 
 
 def _load_or_fit(model: str | None, dataset: str, recommender: str, params: dict[str, Any]):
@@ -131,14 +154,30 @@ def _load_or_fit(model: str | None, dataset: str, recommender: str, params: dict
 @click.option("--dataset", default="ml-latest-small", show_default=True)
 @click.option("--recommender", "-r", default="popularity", show_default=True)
 @click.option("--param", "-p", multiple=True, help="Recommender parameter KEY=VALUE (JSON value).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder.")
-def fit_cmd(dataset: str, recommender: str, param: tuple[str, ...], out: Path) -> None:
-    """Fit a recommender on a whole dataset and save it to a folder."""
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder: new, empty, or (with --overwrite) a saved model.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace a model already saved in the --out folder."
+)
+def fit_cmd(
+    dataset: str, recommender: str, param: tuple[str, ...], out: Path, overwrite: bool
+) -> None:
+    """Fit a recommender on a whole dataset and save it to a folder.
+
+    The folder is checked before fitting: a file, a non-empty folder that holds no saved
+    model, or the current folder is never replaced; a saved model only with --overwrite.
+    """
     from hybridrec.errors import HybridrecError
+    from hybridrec.persistence import check_output_dir
 
     try:
+        check_output_dir(out, overwrite=overwrite)  # before the long work
         rec, _ = _load_or_fit(None, dataset, recommender, _parse_params(param))
-        rec.save(out)
+        rec.save(out, overwrite=overwrite)
     except (HybridrecError, OSError, ValueError, TypeError) as err:
         _fail(err)
     click.echo(f"saved {recommender} fitted on {dataset} to {out}")
@@ -187,7 +226,7 @@ def recommend_cmd(
             target: Any = UserContext(user, hist, text)
         else:
             target = user
-        recs = rec.recommend(target, k=k)
+        recs = rec.recommend(target, k=k, on_unused="ignore")  # notes are printed below
     except (HybridrecError, OSError, ValueError, TypeError) as err:
         _fail(err)
     titles = ds.items.set_index("item_id")["title"] if "title" in ds.items.columns else None
@@ -206,11 +245,20 @@ def recommend_cmd(
                 "score": r.score,
                 "stage": r.stage,
                 "title": title(r.item_id),
+                "notes": list(r.notes),
             }
             for r in recs
         ]
         click.echo(json.dumps({"user": user, "recommender": rec.name, "items": items}, indent=2))
         return
+    for note in dict.fromkeys(n for r in recs for n in r.notes):
+        click.echo(f"note: {note}; the answer does not use it", err=True)
+    if recs and all(r.stage == "fallback:popularity" for r in recs):
+        click.echo(
+            f"note: {rec.name} had nothing it can read in this request, so it answered with the "
+            "most popular items (its documented fallback)",
+            err=True,
+        )
     for r in recs:
         click.echo(f"{r.rank:>3}. {r.item_id:<12} {r.score:>10.4f}  {title(r.item_id)}")
 
@@ -274,7 +322,7 @@ def bench_cmd(
     progress = not quiet and sys.stderr.isatty()
 
     def on_row(row: dict[str, Any]) -> None:
-        if row["status"] != "ok":
+        if row["status"] == "error":
             click.echo(
                 f"! {row['recommender']} failed on {row['protocol']}: {row['error']}", err=True
             )

@@ -6,6 +6,8 @@ Use it from pytest by subclassing :class:`RecommenderContract` and defining ``ma
         def make(self):
             return hybridrec.create("mine")
 
+Rerankers subclass :class:`RerankerContract` the same way (``make`` returns an unfitted reranker).
+
 The synthetic data has a known right answer: two taste groups (space sci-fi, romance) with
 textual descriptions; probe user ``probe-a`` has seen every sci-fi item but ``a0``, and ``a0`` is
 also the most popular item the probe has not seen, so any non-random recommender must put ``a0``
@@ -15,16 +17,18 @@ are dominated in popularity by the other group.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hybridrec.data.dataset import Dataset
-from hybridrec.errors import ModelFileError, UnknownIdError
-from hybridrec.recommender import Recommender
+from hybridrec.errors import ModelFileError, UnknownIdError, UnusedInputError, UnusedInputWarning
+from hybridrec.recommender import FALLBACK_STAGE, INPUTS, Recommender
 from hybridrec.registry import load
-from hybridrec.types import Interaction, UserContext
+from hybridrec.reranker import Reranker
+from hybridrec.types import Interaction, Item, UserContext
 
 SCI_FI = [
     "Astronauts travel through a wormhole to find a new home for humanity",
@@ -75,6 +79,20 @@ def synthetic_dataset() -> Dataset:
             rows.append((f"probe-{group}", f"{group}{i}", 5.0, t))
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     return Dataset.from_frames(frame, items, name="contract")
+
+
+def assert_corruption_is_refused(folder: Path) -> None:
+    """Flip a byte in a saved folder's ``state.npz``: loading must refuse it, naming the file."""
+    state = folder / "state.npz"
+    blob = bytearray(state.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    state.write_bytes(bytes(blob))
+    try:
+        load(folder)
+    except ModelFileError as err:
+        assert "state.npz" in str(err)
+    else:
+        raise AssertionError("a corrupted model file must be refused")
 
 
 class RecommenderContract:
@@ -151,6 +169,100 @@ class RecommenderContract:
         recs = rec.recommend("probe-a", k=10, candidates=candidates)
         assert {r.item_id for r in recs} == set(candidates)
 
+    def test_declares_its_inputs_and_scoring(self) -> None:
+        rec = self.make()
+        assert set(rec.uses) <= set(INPUTS), rec.uses
+        assert isinstance(rec.full_scoring, bool)
+        if not rec.full_scoring:
+            rec, _ = self.fitted()
+            assert rec.candidate_count and rec.candidate_count > 0
+            assert isinstance(rec.candidate_source, str) and rec.candidate_source
+
+    def _requests(self, data: Dataset) -> list:
+        return [
+            "probe-a",
+            "b-user3",
+            UserContext(history=(Interaction("a1", 5.0), Interaction("b2", 2.0))),
+            UserContext("a-user1", history=(Interaction("b4", 5.0),)),
+            UserContext(),  # cold: the documented fallback
+        ]
+
+    def test_candidate_scoring_agrees_with_full_scoring(self) -> None:
+        rec, data = self.fitted()
+        requests = self._requests(data)
+        items = list(data.item_ids)
+        rng = np.random.default_rng(0)
+        lists = [list(rng.permutation(items)[: 3 + i]) for i in range(len(requests))]
+        scored = rec.score_candidates(requests, lists)
+        assert [len(s) for s in scored] == [len(c) for c in lists]
+        for user, cands, scores in zip(requests, lists, scored, strict=True):
+            np.testing.assert_allclose(rec.score(user, cands), scores, rtol=1e-6, atol=1e-6)
+        pairs = rec.score_pairs(requests, [c[0] for c in lists])
+        np.testing.assert_allclose(pairs, [s[0] for s in scored], rtol=1e-6, atol=1e-6)
+        if rec.full_scoring:
+            dense = rec.score_all(requests)
+            assert dense.shape == (len(requests), len(items))
+            codes = {item: i for i, item in enumerate(items)}
+            for row, cands, scores in zip(dense, lists, scored, strict=True):
+                np.testing.assert_allclose(
+                    row[[codes[c] for c in cands]], scores, rtol=1e-5, atol=1e-5
+                )
+        else:
+            try:
+                rec.score_all(requests)
+            except NotImplementedError:
+                pass
+            else:
+                raise AssertionError("score_all must refuse without full_scoring")
+
+    def test_top_k_scores_equal_candidate_scores(self) -> None:
+        rec, data = self.fitted()
+        for user in self._requests(data):
+            recs = rec.recommend(user, k=self.k)
+            got = rec.score(user, [r.item_id for r in recs])
+            np.testing.assert_allclose(got, [r.score for r in recs], rtol=1e-5, atol=1e-5)
+
+    def test_cold_fallback_is_marked(self) -> None:
+        rec, _ = self.fitted()
+        recs = rec.recommend(UserContext(), k=3)
+        if rec.cold_start_popularity:
+            assert {r.stage for r in recs} == {FALLBACK_STAGE}
+        warm = rec.recommend("probe-a", k=3)
+        assert FALLBACK_STAGE not in {r.stage for r in warm}
+
+    def test_text_it_cannot_read_is_reported(self) -> None:
+        rec, _ = self.fitted()
+        ctx = UserContext(history=(Interaction("a1", 5.0),), preference_text="romance in Paris")
+        if "text" in rec.uses:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UnusedInputWarning)
+                recs = rec.recommend(ctx, k=3)
+            assert all(not r.notes for r in recs)
+            return
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            recs = rec.recommend(ctx, k=3)
+        assert any(issubclass(w.category, UnusedInputWarning) for w in caught)
+        assert recs and all("preference_text" in " ".join(r.notes) for r in recs)
+        try:
+            rec.recommend(ctx, k=3, on_unused="raise")
+        except UnusedInputError as err:
+            assert "preference_text" in str(err)
+        else:
+            raise AssertionError("on_unused='raise' must raise")
+        quiet = rec.recommend(ctx, k=3, on_unused="ignore")
+        assert [r.item_id for r in quiet] == [r.item_id for r in recs]
+
+    def test_bad_k_is_refused(self) -> None:
+        rec, _ = self.fitted()
+        for bad in ("5", None, 2.5, 0, -1, True):
+            try:
+                rec.recommend("probe-a", k=bad)  # type: ignore[arg-type]
+            except (TypeError, ValueError) as err:
+                assert "k must" in str(err)
+            else:
+                raise AssertionError(f"k={bad!r} must be refused")
+
     def test_save_load_round_trip(self, tmp_path: Path) -> None:
         rec, data = self.fitted()
         rec.save(tmp_path / "model")
@@ -168,14 +280,92 @@ class RecommenderContract:
 
     def test_corrupted_save_is_refused(self, tmp_path: Path) -> None:
         rec, _ = self.fitted()
-        folder = rec.save(tmp_path / "model")
-        state = folder / "state.npz"
-        blob = bytearray(state.read_bytes())
-        blob[len(blob) // 2] ^= 0xFF
-        state.write_bytes(bytes(blob))
+        assert_corruption_is_refused(rec.save(tmp_path / "model"))
+
+
+class RerankerContract:
+    """Mixin of pytest tests for rerankers; subclasses define ``make()`` (an unfitted reranker).
+
+    The right answer: for ``probe-a`` (a sci-fi fan) the unseen sci-fi item ``a0`` outranks
+    romance items, whether candidates are given by id or as raw text outside the catalogue.
+    """
+
+    def make(self) -> Reranker:  # pragma: no cover - defined by subclasses
+        raise NotImplementedError
+
+    def fitted(self) -> tuple[Reranker, Dataset]:
+        data = synthetic_dataset()
+        rr = self.make()
+        assert isinstance(rr, Reranker)
+        assert rr.fit(data) is rr
+        return rr, data
+
+    def test_known_right_answer(self) -> None:
+        rr, _ = self.fitted()
+        ranked = rr.rerank("probe-a", ["b3", "a0", "b4"], k=3)
+        assert [r.rank for r in ranked] == [1, 2, 3]
+        assert ranked[0].item_id == "a0"
+        assert {r.item_id for r in ranked} == {"a0", "b3", "b4"}
+        assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+        assert len(rr.rerank("probe-a", ["b3", "a0", "b4"], k=1)) == 1
+
+    def test_raw_texts_need_no_catalogue_entry(self) -> None:
+        rr, _ = self.fitted()
+        outside = [
+            Item("new-romance", text="Two lovers marry after a whirlwind romance in Venice"),
+            Item("new-space", text="Astronauts pilot a starship to an alien planet"),
+        ]
+        ranked = rr.rerank("probe-a", outside)
+        assert ranked[0].item_id == "new-space"
+        mixed = rr.score_candidates(["probe-a"], [["b3", *outside]])[0]
+        assert mixed.shape == (3,) and np.isfinite(mixed).all()
+
+    def test_batch_equals_loop(self) -> None:
+        rr, data = self.fitted()
+        users = list(data.user_ids[:6])
+        lists = [["a0", "b0", "a5"], ["b1"], ["a2", "b9"], [], ["a0"], ["b0", "a0"]]
+        batch = rr.score_candidates(users, lists)
+        for user, cands, scores in zip(users, lists, batch, strict=True):
+            np.testing.assert_allclose(rr.score(user, cands), scores, rtol=1e-6, atol=1e-6)
+        assert rr.rerank(users[0], []) == []
+
+    def test_bad_input(self) -> None:
+        rr, _ = self.fitted()
+        for call in (
+            lambda: rr.rerank("probe-a", ["zzz"]),
+            lambda: rr.rerank("no-such-user", ["a0"]),
+        ):
+            try:
+                call()
+            except UnknownIdError:
+                pass
+            else:
+                raise AssertionError("unknown ids must raise UnknownIdError")
         try:
-            load(folder)
-        except ModelFileError as err:
-            assert "state.npz" in str(err)
+            rr.rerank("probe-a", "a0")  # type: ignore[arg-type]
+        except TypeError:
+            pass
         else:
-            raise AssertionError("a corrupted model file must be refused")
+            raise AssertionError("a bare string is not a candidate list")
+        try:
+            rr.recommend("probe-a", k=3)  # no candidates: a reranker has no source of its own
+        except ValueError as err:
+            assert "candidates" in str(err)
+        else:
+            raise AssertionError("a reranker needs candidates")
+
+    def test_save_load_round_trip(self, tmp_path: Path) -> None:
+        rr, data = self.fitted()
+        rr.save(tmp_path / "reranker")
+        again = load(tmp_path / "reranker")
+        assert type(again) is type(rr)
+        lists = [["a0", "b0", "a5"], ["b1", "a1"]]
+        users = ["probe-a", "probe-b"]
+        for a, b in zip(
+            rr.score_candidates(users, lists), again.score_candidates(users, lists), strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+    def test_corrupted_save_is_refused(self, tmp_path: Path) -> None:
+        rr, _ = self.fitted()
+        assert_corruption_is_refused(rr.save(tmp_path / "reranker"))

@@ -50,5 +50,19 @@ class ModelFileError(HybridrecError, OSError):
     """A saved model folder that is missing, corrupted or does not match what loads it."""
 
 
+class OutputPathError(HybridrecError, OSError):
+    """An output path hybridrec will not write to: a file, a folder that is not empty and not
+    one hybridrec wrote, a saved model without ``overwrite``, the current folder, or a folder
+    another process is saving to. The message names the path and what to do."""
+
+
 class MissingDependencyError(HybridrecError, ImportError):
     """An optional dependency is not installed; the message names the package or extra."""
+
+
+class UnusedInputError(HybridrecError, ValueError):
+    """A request carries input (free text, a profile) the recommender cannot read."""
+
+
+class UnusedInputWarning(UserWarning):
+    """A request carries input (free text, a profile) the recommender ignores."""

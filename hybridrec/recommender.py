@@ -1,4 +1,4 @@
-"""The ``Recommender`` and ``Reranker`` interfaces every stage, baseline and plugin implements.
+"""The ``Recommender`` interface every stage, baseline and plugin implements.
 
 A recommender is fitted on a training :class:`~hybridrec.data.dataset.Dataset` and then answers
 for a user given as a known user id or as a :class:`~hybridrec.types.UserContext`:
@@ -10,9 +10,24 @@ for a user given as a known user id or as a :class:`~hybridrec.types.UserContext
 * an unknown plain id raises :class:`~hybridrec.errors.UnknownIdError` (a typo should not look
   like a cold-start user); pass ``UserContext(user_id)`` to ask for cold-start behaviour.
 
-Subclasses implement ``_fit`` and ``_score`` (dense scores for a batch of users) and, for
-persistence, ``_state`` / ``_load_state``. Retrieval-style recommenders that never materialise a
-dense score row override ``_top_k`` instead.
+Scoring. Every recommender scores *candidates*: given requests and, per request, the items to
+score (:meth:`Recommender.score_candidates`; subclasses implement ``_score_candidates``).
+Scoring the whole catalogue at once is an optional fast path that classical models declare with
+``full_scoring = True`` and implement as ``_score_all`` (dense rows); for them the candidate
+path defaults to gathering from the dense rows, and a faster sparse one may override it (the
+contract suite checks that both agree). A recommender without full scoring ranks the candidates
+of its own source (``_candidates``, described by :attr:`Recommender.candidate_source`), which is
+also what the benchmark evaluates it on.
+
+Inputs. A recommender declares in :attr:`Recommender.uses` what it reads from a request
+(``history``, ``ratings``, ``order``, ``text``, ``profile``). A request whose free text or
+profile would be ignored warns (or raises, ``on_unused="raise"``), and every
+:class:`~hybridrec.types.Recommendation` of it lists what was ignored in ``notes``. Requests
+with no history that a recommender cannot personalise get the documented popularity fallback
+(``cold_start_popularity``); their recommendations carry ``stage="fallback:popularity"``.
+
+Persistence: subclasses implement ``_state`` / ``_load_state`` (arrays) and optionally
+``_save_extra`` / ``_load_extra`` (other files).
 """
 
 from __future__ import annotations
@@ -20,8 +35,10 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +46,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from hybridrec.data.dataset import Dataset
-from hybridrec.errors import ModelFileError, NotFittedError, UnknownIdError
+from hybridrec.errors import (
+    ModelFileError,
+    NotFittedError,
+    UnknownIdError,
+    UnusedInputError,
+    UnusedInputWarning,
+)
 from hybridrec.persistence import (
     atomic_directory,
     library_versions,
@@ -38,13 +61,45 @@ from hybridrec.persistence import (
     save_arrays,
     write_manifest,
 )
-from hybridrec.types import Item, Recommendation, UserContext, normalise_id
+from hybridrec.types import Recommendation, UserContext, normalise_id
 
 logger = logging.getLogger(__name__)
 
 UserLike = UserContext | str | int
 STATE_FILE = "state.npz"
 BATCH_USERS = 256
+#: what a recommender may read from a request
+INPUTS = ("history", "ratings", "order", "text", "profile")
+#: answers to a request carrying input the recommender does not read
+ON_UNUSED = ("warn", "raise", "ignore")
+#: the ``stage`` of recommendations made by the popularity fallback
+FALLBACK_STAGE = "fallback:popularity"
+
+
+@dataclass(frozen=True, eq=False)
+class Request:
+    """One request resolved against a fitted recommender's vocabularies.
+
+    Attributes:
+        user: the request as given (a normalised user id, a ``UserContext``, or None for
+            internal requests built from codes).
+        code: the user's code, -1 when unknown at training time.
+        history: item codes of the history used (the context's, else the training history).
+    """
+
+    user: UserContext | str | None
+    code: int
+    history: np.ndarray
+
+    @property
+    def context(self) -> UserContext | None:
+        return self.user if isinstance(self.user, UserContext) else None
+
+    @property
+    def text(self) -> str | None:
+        """The request's free text, None when blank or absent."""
+        ctx = self.context
+        return None if ctx is None or _blank(ctx.preference_text) else ctx.preference_text
 
 
 class Recommender(ABC):
@@ -65,6 +120,10 @@ class Recommender(ABC):
     personalised: ClassVar[bool] = True
     #: answer users with an empty history by training popularity (documented fallback)
     cold_start_popularity: ClassVar[bool] = True
+    #: scores the whole catalogue at once (implements ``_score_all``)
+    full_scoring: ClassVar[bool] = False
+    #: what the recommender reads from a request (a subset of :data:`INPUTS`)
+    uses: ClassVar[frozenset[str]] = frozenset({"history"})
 
     def __init__(self) -> None:
         self.item_ids_: np.ndarray | None = None
@@ -114,14 +173,105 @@ class Recommender(ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() or load()")
 
     # ------------------------------------------------------------------ scoring
-    @abstractmethod
-    def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
-        """Dense scores, shape (len(users), n_items); higher is better.
+    def _score_candidates(
+        self, requests: Sequence[Request], candidates: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """Scores of each request's candidate item codes: the scoring every recommender provides.
+
+        Recommenders without full scoring must override this. The default, for
+        ``full_scoring`` recommenders, gathers the candidates from the dense rows of
+        :meth:`_score_all`. The base class replaces the rows of cold requests by popularity
+        afterwards (see ``cold_start_popularity``), whichever path scored them.
+
+        Args:
+            requests: the resolved requests.
+            candidates: per request, the item codes to score (any order, no duplicates).
+        """
+        if not self.full_scoring:
+            raise NotImplementedError(
+                f"{type(self).__name__} must implement _score_candidates (or declare "
+                "full_scoring = True and implement _score_all)"
+            )
+        dense = self._score_all_requests(requests)
+        return [row[np.asarray(c, np.int64)] for row, c in zip(dense, candidates, strict=True)]
+
+    def _score_all(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+        """Dense scores ``(len(users), n_items)``, higher is better: the optional fast path.
+
+        Only recommenders that declare ``full_scoring = True`` implement it.
 
         Args:
             users: user codes, -1 for users unknown at training time.
             histories: one row per user, a 1 for each item in the history used for the request.
         """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not score the whole catalogue (full_scoring=False); "
+            "use score_candidates"
+        )
+
+    def _score_all_requests(self, requests: Sequence[Request]) -> np.ndarray:
+        """Dense scores for requests as given (before the cold fallback).
+
+        Recommenders that read more of a context than its item codes (ratings, order, free text)
+        override this; the default reduces requests to codes and calls :meth:`_score_all`.
+        """
+        codes, hist = self._request_arrays(requests)
+        return np.asarray(self._score_all(codes, hist), dtype=np.float64)
+
+    def _candidates(self, requests: Sequence[Request], exclude_seen: bool) -> list[np.ndarray]:
+        """The item codes a recommender without full scoring ranks for each request.
+
+        Recommenders that are not ``full_scoring`` override this with their own candidate
+        source (described by :attr:`candidate_source`).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no candidate source; implement _candidates or declare "
+            "full_scoring"
+        )
+
+    @property
+    def candidate_source(self) -> str | None:
+        """What a recommender without full scoring ranks (``"top-20 of embedding"``); else None."""
+        return None
+
+    @property
+    def candidate_count(self) -> int | None:
+        """How many candidates such a recommender scores per request; None with full scoring."""
+        return None
+
+    def _is_cold(self, request: Request) -> bool:
+        """Whether the documented popularity fallback answers this request: it has no history,
+        and no free text that the recommender reads."""
+        if not self.cold_start_popularity or len(request.history):
+            return False
+        return "text" not in self.uses or request.text is None
+
+    def _candidate_scores(
+        self, requests: Sequence[Request], candidates: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """:meth:`_score_candidates` with cold requests answered by popularity."""
+        assert self.popularity_ is not None
+        cold = [self._is_cold(r) for r in requests]
+        warm = [i for i, c in enumerate(cold) if not c]
+        out: list[np.ndarray] = [np.empty(0)] * len(requests)
+        if warm:
+            scored = self._score_candidates(
+                [requests[i] for i in warm], [candidates[i] for i in warm]
+            )
+            for i, s in zip(warm, scored, strict=True):
+                out[i] = np.asarray(s, dtype=np.float64).reshape(len(candidates[i]))
+        for i in np.flatnonzero(cold):
+            out[i] = self.popularity_[candidates[i]].astype(np.float64)
+        return out
+
+    def _dense_scores(self, requests: Sequence[Request]) -> np.ndarray:
+        """Dense scores with cold rows answered by popularity."""
+        assert self.popularity_ is not None
+        scores = self._score_all_requests(requests).astype(np.float64, copy=True)
+        for i, r in enumerate(requests):
+            if self._is_cold(r):
+                scores[i] = self.popularity_
+        return scores
 
     def _top_k(
         self,
@@ -129,14 +279,16 @@ class Recommender(ABC):
         histories: sp.csr_matrix,
         k: int,
         exclude: sp.csr_matrix | None,
-        candidates: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Item codes and scores of the top ``k`` per user (codes -1 where fewer exist)."""
-        scores = self._cold_fallback(self._score(users, histories), histories)
-        if candidates is not None:
-            allowed = np.zeros(scores.shape[1], bool)
-            allowed[candidates] = True
-            scores[:, ~allowed] = -np.inf
+        """Full-scoring top ``k`` for codes and binary histories (codes -1 where fewer exist).
+
+        The harness's fast path for known users (:meth:`recommend_codes`).
+        """
+        scores = np.array(self._score_all(users, histories), dtype=np.float64)
+        if self.cold_start_popularity:
+            empty = np.diff(histories.indptr) == 0
+            if empty.any():
+                scores[empty] = self.popularity_
         if exclude is not None and exclude.nnz:
             rows, cols = exclude.nonzero()
             scores[rows, cols] = -np.inf
@@ -144,61 +296,61 @@ class Recommender(ABC):
 
     def _top_k_requests(
         self,
-        users: Sequence[UserLike],
-        resolved: list[tuple[int, np.ndarray]],
+        requests: Sequence[Request],
         k: int,
         exclude_seen: bool,
         candidates: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` for requests as given (ids or contexts) with their resolved histories.
+        """Top ``k`` for resolved requests: item codes and scores, each ``(n, k)``.
 
-        Recommenders that need more of a context than its item codes (ratings, order, free
-        text) override this; the default reduces requests to codes and calls ``_top_k``.
+        Given ``candidates`` are scored with :meth:`_score_candidates`; otherwise a full-scoring
+        recommender ranks the catalogue (:meth:`_top_k`) and any other its own candidates.
+        Recommenders with a faster top-k (an index search) override this.
         """
-        codes, hist = self._request_arrays(resolved)
-        return self._top_k(codes, hist, k, hist if exclude_seen else None, candidates)
+        if candidates is None and self.full_scoring:
+            scores = self._dense_scores(requests)
+            if exclude_seen:
+                for row, r in enumerate(requests):
+                    scores[row, r.history] = -np.inf
+            return top_k_rows(scores, k)
+        if candidates is None:
+            lists = self._candidates(requests, exclude_seen)
+        else:
+            lists = [candidates] * len(requests)
+        if exclude_seen:
+            lists = [c[~np.isin(c, r.history)] for c, r in zip(lists, requests, strict=True)]
+        return rank_lists(lists, self._candidate_scores(requests, lists), k)
 
-    def _score_requests(
-        self, users: Sequence[UserLike], resolved: list[tuple[int, np.ndarray]]
-    ) -> np.ndarray:
-        """Dense scores for requests as given; the counterpart of ``_top_k_requests``."""
-        codes, hist = self._request_arrays(resolved)
-        return self._cold_fallback(self._score(codes, hist), hist)
-
-    def _request_arrays(
-        self, resolved: list[tuple[int, np.ndarray]]
-    ) -> tuple[np.ndarray, sp.csr_matrix]:
+    def _request_arrays(self, requests: Sequence[Request]) -> tuple[np.ndarray, sp.csr_matrix]:
         """User codes and the binary history matrix of resolved requests."""
-        codes = np.asarray([c for c, _ in resolved], dtype=np.int64)
-        return codes, _rows_matrix([h for _, h in resolved], len(self.item_ids_))
-
-    def _cold_fallback(self, scores: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
-        """Rows with an empty history get training popularity (see ``cold_start_popularity``)."""
-        scores = np.asarray(scores, dtype=np.float64)
-        if self.cold_start_popularity:
-            empty = np.diff(histories.indptr) == 0
-            if empty.any():  # no history to personalise from: most popular first
-                scores[empty] = self.popularity_
-        return scores
+        codes = np.asarray([r.code for r in requests], dtype=np.int64)
+        return codes, _rows_matrix([r.history for r in requests], len(self.item_ids_))
 
     # ------------------------------------------------------------------ requests
-    def _resolve(self, user: UserLike) -> tuple[int, np.ndarray]:
+    def _resolve(self, user: UserLike) -> Request:
         """The user code (-1 when unknown) and the history item codes for one request."""
         assert self.user_ids_ is not None and self.seen_ is not None
         if isinstance(user, UserContext):
             code = self._user_code(user.user_id) if user.user_id is not None else -1
             if user.history:
-                return code, self._item_codes(user.history_ids)
+                return Request(user, code, self._item_codes(user.history_ids))
             if code >= 0:
-                return code, self.seen_.indices[
-                    self.seen_.indptr[code] : self.seen_.indptr[code + 1]
-                ]
-            return code, np.empty(0, dtype=np.int64)
-        uid = normalise_id(user)
+                return Request(user, code, self._seen_codes(code))
+            return Request(user, code, np.empty(0, dtype=np.int64))
+        try:
+            uid = normalise_id(user)
+        except TypeError as err:
+            raise TypeError(
+                f"a user must be a user id (str or int) or a UserContext, not {user!r}"
+            ) from err
         code = self._user_code(uid)
         if code < 0:
             raise UnknownIdError("user", [uid])
-        return code, self.seen_.indices[self.seen_.indptr[code] : self.seen_.indptr[code + 1]]
+        return Request(uid, code, self._seen_codes(code))
+
+    def _seen_codes(self, code: int) -> np.ndarray:
+        assert self.seen_ is not None
+        return self.seen_.indices[self.seen_.indptr[code] : self.seen_.indptr[code + 1]]
 
     def _user_code(self, user_id: str) -> int:
         if getattr(self, "_user_lookup", None) is None:
@@ -208,12 +360,46 @@ class Recommender(ABC):
     def _item_codes(self, item_ids: Iterable[object], *, kind: str = "item") -> np.ndarray:
         if getattr(self, "_item_lookup", None) is None:
             self._item_lookup = {it: i for i, it in enumerate(self.item_ids_)}
+        if isinstance(item_ids, str):
+            raise TypeError(f"{kind} ids must be a list of ids, not the string {item_ids!r}")
         ids = [normalise_id(i) for i in item_ids]
         codes = [self._item_lookup.get(i, -1) for i in ids]
         unknown = [i for i, c in zip(ids, codes, strict=True) if c < 0]
         if unknown:
             raise UnknownIdError(kind, unknown)
         return np.asarray(codes, dtype=np.int64)
+
+    def unused_inputs(self, user: UserLike) -> tuple[str, ...]:
+        """The parts of a request this recommender does not read (see :attr:`uses`).
+
+        Example:
+            >>> import hybridrec as hr
+            >>> hr.create("ease").unused_inputs(hr.UserContext(preference_text="noir"))
+            ('preference_text',)
+        """
+        if not isinstance(user, UserContext):
+            return ()
+        out = []
+        if "text" not in self.uses and not _blank(user.preference_text):
+            out.append("preference_text")
+        if "profile" not in self.uses and user.profile:
+            out.append("profile")
+        return tuple(out)
+
+    def _check_unused(self, users: Sequence[UserLike], on_unused: str) -> list[tuple[str, ...]]:
+        if on_unused not in ON_UNUSED:
+            raise ValueError(f"on_unused must be one of {ON_UNUSED}, not {on_unused!r}")
+        unused = [self.unused_inputs(u) for u in users]
+        found = sorted({part for parts in unused for part in parts})
+        if found and on_unused != "ignore":
+            message = (
+                f"{self.name or type(self).__name__} does not read {' or '.join(found)}; "
+                f"it answers from {', '.join(sorted(self.uses)) or 'nothing user-specific'} only"
+            )
+            if on_unused == "raise":
+                raise UnusedInputError(message)
+            warnings.warn(message, UnusedInputWarning, stacklevel=4)
+        return unused
 
     def recommend(
         self,
@@ -222,6 +408,7 @@ class Recommender(ABC):
         *,
         exclude_seen: bool = True,
         candidates: Sequence[object] | None = None,
+        on_unused: str = "warn",
     ) -> list[Recommendation]:
         """The top ``k`` items for one user, best first.
 
@@ -230,8 +417,15 @@ class Recommender(ABC):
             k: how many items at most.
             exclude_seen: leave out items in the user's history.
             candidates: rank only these item ids (for reranking or sampled evaluation).
+            on_unused: what to do when the request carries input this recommender does not read
+                (free text, a profile; see :attr:`uses`): ``"warn"`` (an
+                :class:`~hybridrec.errors.UnusedInputWarning`, once per place), ``"raise"``
+                (:class:`~hybridrec.errors.UnusedInputError`) or ``"ignore"``. Either way each
+                :class:`Recommendation` lists what was ignored in ``notes``.
         """
-        return self.recommend_batch([user], k, exclude_seen=exclude_seen, candidates=candidates)[0]
+        return self.recommend_batch(
+            [user], k, exclude_seen=exclude_seen, candidates=candidates, on_unused=on_unused
+        )[0]
 
     def recommend_batch(
         self,
@@ -240,37 +434,94 @@ class Recommender(ABC):
         *,
         exclude_seen: bool = True,
         candidates: Sequence[object] | None = None,
+        on_unused: str = "warn",
     ) -> list[list[Recommendation]]:
         """``recommend`` for many users at once; equal to calling it in a loop, only faster."""
         self._check_fitted()
-        if k <= 0:
-            raise ValueError(f"k must be positive, got {k}")
-        cand = None if candidates is None else self._item_codes(candidates, kind="candidate item")
+        k = check_k(k)
+        users = _as_user_list(users)
+        unused = self._check_unused(users, on_unused)
+        cand = None
+        if candidates is not None:
+            cand = np.unique(self._item_codes(candidates, kind="candidate item"))
         out: list[list[Recommendation]] = []
         for start in range(0, len(users), BATCH_USERS):
             chunk = users[start : start + BATCH_USERS]
-            resolved = [self._resolve(u) for u in chunk]
-            items, scores = self._top_k_requests(chunk, resolved, k, exclude_seen, cand)
-            out.extend(self._to_recommendations(items, scores))
+            requests = [self._resolve(u) for u in chunk]
+            items, scores = self._top_k_requests(requests, k, exclude_seen, cand)
+            stages = [FALLBACK_STAGE if self._is_cold(r) else self.name for r in requests]
+            out.extend(
+                self._to_recommendations(items, scores, stages, unused[start : start + len(chunk)])
+            )
+        return out
+
+    def score_candidates(
+        self, users: Sequence[UserLike], candidates: Sequence[Sequence[object]]
+    ) -> list[np.ndarray]:
+        """Scores of each user's candidate items, in the order given (higher is better).
+
+        The scoring every recommender provides, whether or not it can score the whole
+        catalogue. Seen items are scored like any other.
+
+        Args:
+            users: known user ids or :class:`UserContext` values.
+            candidates: per user, a list of item ids.
+
+        Example:
+            >>> import hybridrec as hr
+            >>> split = hr.split(hr.load_dataset("ml-latest-small"), "leave-one-out")
+            >>> rec = hr.create("popularity").fit(split.train)
+            >>> [s.tolist() for s in rec.score_candidates(["1"], [["356", "1"]])]
+            [[325.0, 215.0]]
+        """
+        self._check_fitted()
+        users = _as_user_list(users)
+        candidates = list(candidates)
+        if len(users) != len(candidates):
+            raise ValueError(
+                f"users ({len(users)}) and candidates ({len(candidates)}) differ in length"
+            )
+        out: list[np.ndarray] = []
+        for start in range(0, len(users), BATCH_USERS):
+            stop = start + BATCH_USERS
+            requests = [self._resolve(u) for u in users[start:stop]]
+            codes = [self._item_codes(c, kind="candidate item") for c in candidates[start:stop]]
+            out.extend(self._candidate_scores(requests, codes))
         return out
 
     def score(self, user: UserLike, item_ids: Sequence[object]) -> np.ndarray:
         """Scores of the given items for one user, in the order given (higher is better)."""
-        return self.score_pairs([user] * len(item_ids), item_ids)
+        return self.score_candidates([user], [list(item_ids)])[0]
 
     def score_pairs(self, users: Sequence[UserLike], item_ids: Sequence[object]) -> np.ndarray:
         """The score of each (``users[i]``, ``item_ids[i]``) pair, as used by pairwise AUC."""
-        self._check_fitted()
+        users, item_ids = _as_user_list(users), list(item_ids)
         if len(users) != len(item_ids):
             raise ValueError("users and item_ids must have the same length")
-        items = self._item_codes(item_ids)
-        out = np.empty(len(items), dtype=np.float64)
-        for start in range(0, len(items), BATCH_USERS):
-            stop = min(start + BATCH_USERS, len(items))
-            chunk = users[start:stop]
-            scores = self._score_requests(chunk, [self._resolve(u) for u in chunk])
-            out[start:stop] = scores[np.arange(stop - start), items[start:stop]]
-        return out
+        scores = self.score_candidates(users, [[i] for i in item_ids])
+        return np.concatenate(scores) if scores else np.empty(0, np.float64)
+
+    def score_all(self, users: Sequence[UserLike]) -> np.ndarray:
+        """Dense scores ``(len(users), n_items)`` of the whole catalogue (item code order).
+
+        Only for recommenders with ``full_scoring``; others score bounded candidate lists
+        (:meth:`score_candidates`).
+
+        Raises:
+            NotImplementedError: the recommender does not score the whole catalogue.
+        """
+        self._check_fitted()
+        if not self.full_scoring:
+            raise NotImplementedError(
+                f"{self.name or type(self).__name__} does not score the whole catalogue; "
+                "use score_candidates"
+            )
+        users = _as_user_list(users)
+        rows = []
+        for start in range(0, len(users), BATCH_USERS):
+            chunk = users[start : start + BATCH_USERS]
+            rows.append(self._dense_scores([self._resolve(u) for u in chunk]))
+        return np.vstack(rows) if rows else np.empty((0, len(self.item_ids_)))
 
     def recommend_codes(
         self, users: np.ndarray, k: int, *, exclude_seen: bool = True
@@ -280,27 +531,48 @@ class Recommender(ABC):
         The evaluation harness uses this; item codes are -1 where fewer than ``k`` exist.
         """
         self._check_fitted()
-        assert self.seen_ is not None
+        k = check_k(k)
+        assert self.seen_ is not None and self.user_ids_ is not None
         all_items, all_scores = [], []
         for start in range(0, len(users), BATCH_USERS):
             codes = np.asarray(users[start : start + BATCH_USERS], dtype=np.int64)
-            hist = self.seen_[codes]
-            items, scores = self._top_k(codes, hist, k, hist if exclude_seen else None, None)
+            if self.full_scoring and type(self)._top_k_requests is Recommender._top_k_requests:
+                hist = self.seen_[codes]
+                items, scores = self._top_k(codes, hist, k, hist if exclude_seen else None)
+            else:
+                requests = [
+                    Request(str(self.user_ids_[c]), int(c), self._seen_codes(int(c)))
+                    for c in codes
+                ]
+                items, scores = self._top_k_requests(requests, k, exclude_seen, None)
             all_items.append(items)
             all_scores.append(scores)
+        if not all_items:
+            return np.empty((0, k), np.int64), np.empty((0, k))
         return np.vstack(all_items), np.vstack(all_scores)
 
     def _to_recommendations(
-        self, items: np.ndarray, scores: np.ndarray
+        self,
+        items: np.ndarray,
+        scores: np.ndarray,
+        stages: Sequence[str] | None = None,
+        notes: Sequence[tuple[str, ...]] | None = None,
     ) -> list[list[Recommendation]]:
         out = []
-        for row_items, row_scores in zip(items, scores, strict=True):
+        for row, (row_items, row_scores) in enumerate(zip(items, scores, strict=True)):
+            stage = self.name if stages is None else stages[row]
+            row_notes = () if notes is None else tuple(
+                f"{part} ignored: {self.name or type(self).__name__} does not read it"
+                for part in notes[row]
+            )
             recs = []
             for rank, (code, score) in enumerate(zip(row_items, row_scores, strict=True), 1):
                 if code < 0:
                     break
                 recs.append(
-                    Recommendation(str(self.item_ids_[code]), float(score), rank, self.name)
+                    Recommendation(
+                        str(self.item_ids_[code]), float(score), rank, stage, notes=row_notes
+                    )
                 )
             out.append(recs)
         return out
@@ -316,8 +588,23 @@ class Recommender(ABC):
     def _extra_manifest(self) -> dict[str, Any]:
         return {}
 
-    def save(self, path: str | Path) -> Path:
-        """Save to a folder (atomically): ``manifest.json`` plus ``state.npz`` (no pickle)."""
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save to a folder (atomically): ``manifest.json`` plus ``state.npz`` (no pickle).
+
+        The folder may be new or empty; a folder holding a saved model is replaced only with
+        ``overwrite=True``. A file, or a non-empty folder that holds no saved model, is never
+        replaced (see :func:`hybridrec.persistence.check_output_dir`). Two processes saving to
+        the same folder at once: one saves, the other gets :class:`OutputPathError`.
+
+        Raises:
+            OutputPathError: the path must not be written (the message says why and what to
+                do), or another process is saving there.
+            NotFittedError: the recommender is not fitted.
+
+        Example:
+            >>> # rec.save("models/pop")                  # a new folder
+            >>> # rec.save("models/pop", overwrite=True)  # replace the model saved there
+        """
         self._check_fitted()
         assert self.seen_ is not None and self.popularity_ is not None
         path = Path(path)
@@ -333,7 +620,7 @@ class Recommender(ABC):
         if clash:
             raise ValueError(f"state keys {sorted(clash)} are reserved")
         arrays.update({f"model.{k}": v for k, v in own.items()})
-        with atomic_directory(path) as tmp:
+        with atomic_directory(path, overwrite=overwrite) as tmp:
             save_arrays(tmp / STATE_FILE, arrays)
             self._save_extra(tmp)
             write_manifest(
@@ -360,11 +647,17 @@ class Recommender(ABC):
     def load(cls, path: str | Path) -> Recommender:
         """Load a recommender saved with :meth:`save`, checking manifest and checksums.
 
+        The folder must match its manifest exactly: ``state.npz`` and every other file (the
+        files ``_load_extra`` reads included) must be listed with a matching checksum, and no
+        unlisted file may be present (see :func:`hybridrec.persistence.read_manifest`). A
+        manifest of a newer format version is refused; an older one loads with a warning.
+
         Raises:
-            ModelFileError: missing, corrupted, or saved by another recommender class.
+            ModelFileError: missing, corrupted, changed after saving, of a newer format, or
+                saved by another recommender class.
         """
         path = Path(path)
-        manifest = read_manifest(path)
+        manifest = read_manifest(path, required=(STATE_FILE,))
         if cls.name and manifest.get("recommender") != cls.name:
             raise ModelFileError(
                 f"{path}: holds a {manifest.get('recommender')!r} recommender, not {cls.name!r}"
@@ -392,30 +685,6 @@ class Recommender(ABC):
             raise ModelFileError(f"{path}: incomplete or inconsistent state ({err})") from err
         obj._load_extra(path, manifest)
         return obj
-
-
-class Reranker(ABC):
-    """Scores a user's candidate items; ``rerank`` orders them.
-
-    Example:
-        >>> # scores = reranker.score(user_context, items)
-        >>> # best = reranker.rerank(user_context, items, k=10)
-    """
-
-    name: ClassVar[str] = ""
-
-    @abstractmethod
-    def score(self, user: UserContext, items: Sequence[Item]) -> np.ndarray:
-        """One score per item (higher is better), in the order given."""
-
-    def rerank(self, user: UserContext, items: Sequence[Item], k: int = 10) -> list[Recommendation]:
-        """The ``k`` best of ``items`` by :meth:`score`, best first (ties keep input order)."""
-        scores = np.asarray(self.score(user, items), dtype=np.float64)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [
-            Recommendation(items[i].item_id, float(scores[i]), rank, self.name)
-            for rank, i in enumerate(order, 1)
-        ]
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -463,3 +732,55 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     except TypeError as err:
         raise TypeError(f"parameters must be JSON-serialisable to save: {err}") from err
     return params
+
+
+def rank_lists(
+    candidates: Sequence[np.ndarray], scores: Sequence[np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of each candidate list by score, ties broken by the lower item code.
+
+    NaN and ``-inf`` scores are never returned; places beyond a list hold code -1 and -inf.
+
+    Example:
+        >>> items, scores = rank_lists([np.array([7, 3, 5])], [np.array([0.5, 0.5, 0.9])], 2)
+        >>> items.tolist()
+        [[5, 3]]
+    """
+    items = np.full((len(candidates), k), -1, dtype=np.int64)
+    vals = np.full((len(candidates), k), -np.inf)
+    for row, (codes, s) in enumerate(zip(candidates, scores, strict=True)):
+        codes = np.asarray(codes, dtype=np.int64)
+        s = np.asarray(s, dtype=np.float64)
+        keep = np.isfinite(s) | (s == np.inf)
+        codes, s = codes[keep], s[keep]
+        order = np.lexsort((codes, -s))[:k]
+        items[row, : len(order)] = codes[order]
+        vals[row, : len(order)] = s[order]
+    return items, vals
+
+
+def check_k(k: object) -> int:
+    """``k`` as a positive int, or a clear error (``"5"``, ``2.5``, ``None`` and ``0`` are refused).
+
+    Example:
+        >>> check_k(np.int64(3))
+        3
+    """
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise TypeError(f"k must be a positive integer, got {k!r}")
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    return int(k)
+
+
+def _as_user_list(users: object) -> list[Any]:
+    if isinstance(users, str | int | UserContext) or users is None:
+        raise TypeError(f"users must be a list of user ids or contexts, not {users!r}")
+    return list(users)  # type: ignore[call-overload]
+
+
+def _blank(text: str | None) -> bool:
+    """No usable text: None, or only whitespace, control or format characters."""
+    from hybridrec.retrieval.embedder import is_blank
+
+    return is_blank(text)

@@ -1,8 +1,10 @@
-"""Registry of recommenders: the built-ins plus plugins from the ``hybridrec.recommenders`` group.
+"""Registry of recommenders and rerankers: the built-ins plus plugins.
 
-Plugins are discovered with :func:`importlib.metadata.entry_points` on first use and imported only
-when created. A plugin whose name clashes with another is refused; a plugin that fails to import
-raises an error naming it (never silently skipped).
+Recommenders come from :data:`BUILTINS` and the ``hybridrec.recommenders`` entry-point group;
+rerankers (:class:`~hybridrec.reranker.Reranker`) from :data:`BUILTIN_RERANKERS` and the
+``hybridrec.rerankers`` group. Plugins are discovered with :func:`importlib.metadata.entry_points`
+on first use and imported only when created. A plugin whose name clashes with another is refused;
+a plugin that fails to import raises an error naming it (never silently skipped).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from hybridrec.errors import HybridrecError, MissingDependencyError
 
 ENTRY_POINT_GROUP = "hybridrec.recommenders"
+RERANKER_GROUP = "hybridrec.rerankers"
 
 #: name -> "module:attribute"; imported lazily
 BUILTINS: dict[str, str] = {
@@ -24,6 +27,12 @@ BUILTINS: dict[str, str] = {
     "itemknn": "hybridrec.baselines.itemknn:ItemKNNRecommender",
     "ease": "hybridrec.baselines.ease:EASERecommender",
     "embedding": "hybridrec.retrieval.retriever:EmbeddingRetriever",
+    "two-stage": "hybridrec.hybrid:TwoStageRecommender",
+}
+
+#: reranker name -> "module:attribute"; imported lazily
+BUILTIN_RERANKERS: dict[str, str] = {
+    "similarity": "hybridrec.rerank.similarity:SimilarityReranker",
 }
 
 #: top-level import name -> the pip requirement that provides it
@@ -52,13 +61,18 @@ class Entry:
 
 
 _lock = threading.Lock()
-_entries: dict[str, Entry] | None = None
+_entries: dict[str, dict[str, Entry]] = {}
+_KINDS = {
+    "recommender": (BUILTINS, ENTRY_POINT_GROUP),
+    "reranker": (BUILTIN_RERANKERS, RERANKER_GROUP),
+}
 
 
-def _discover() -> dict[str, Entry]:
-    entries = {name: Entry(name, target, "builtin") for name, target in BUILTINS.items()}
+def _discover(kind: str) -> dict[str, Entry]:
+    builtins, group = _KINDS[kind]
+    entries = {name: Entry(name, target, "builtin") for name, target in builtins.items()}
     seen_plugins: dict[tuple[str, str], str] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points(group=group):
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else "unknown distribution"
         if (ep.name, ep.value) in seen_plugins:  # the same distribution seen on two paths
@@ -67,27 +81,27 @@ def _discover() -> dict[str, Entry]:
         if ep.name in entries:
             other = entries[ep.name]
             raise RegistryError(
-                f"recommender name {ep.name!r} from plugin {dist_name} ({ep.value}) is already "
+                f"{kind} name {ep.name!r} from plugin {dist_name} ({ep.value}) is already "
                 f"registered by {other.source} ({other.target}); uninstall one of them"
             )
         entries[ep.name] = Entry(ep.name, ep.value, f"plugin:{dist_name}")
     return entries
 
 
-def entries() -> dict[str, Entry]:
-    """All registered recommenders by name (discovering plugins on first call)."""
-    global _entries
+def entries(kind: str = "recommender") -> dict[str, Entry]:
+    """All registered recommenders (or ``kind="reranker"``: rerankers) by name."""
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {sorted(_KINDS)}, not {kind!r}")
     with _lock:
-        if _entries is None:
-            _entries = _discover()
-        return dict(_entries)
+        if kind not in _entries:
+            _entries[kind] = _discover(kind)
+        return dict(_entries[kind])
 
 
 def refresh() -> None:
     """Forget discovered plugins, so the next call scans the entry points again."""
-    global _entries
     with _lock:
-        _entries = None
+        _entries.clear()
 
 
 def available() -> list[str]:
@@ -95,16 +109,26 @@ def available() -> list[str]:
     return sorted(entries())
 
 
-def get(name: str) -> type:
-    """The recommender class registered under ``name``.
+def available_rerankers() -> list[str]:
+    """Names of all registered rerankers, sorted."""
+    return sorted(entries("reranker"))
+
+
+def get_reranker(name: str) -> type:
+    """The reranker class registered under ``name`` (errors as :func:`get`)."""
+    return get(name, kind="reranker")
+
+
+def get(name: str, *, kind: str = "recommender") -> type:
+    """The recommender (or ``kind="reranker"``: reranker) class registered under ``name``.
 
     Raises:
         RegistryError: unknown name (the message lists the known ones) or a plugin that fails.
         MissingDependencyError: the recommender needs a package that is not installed.
     """
-    known = entries()
-    if name not in known:
-        raise RegistryError(f"unknown recommender {name!r}; known: {', '.join(sorted(known))}")
+    known = entries(kind)
+    if not isinstance(name, str) or name not in known:
+        raise RegistryError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
     entry = known[name]
     module_name, _, attr = entry.target.partition(":")
     try:
@@ -117,15 +141,15 @@ def get(name: str) -> type:
         if missing and missing != "hybridrec" and not module_name.startswith(missing):
             hint = _INSTALL_HINTS.get(missing, missing)
             raise MissingDependencyError(
-                f"recommender {name!r} needs the package {missing!r}; install it with "
+                f"{kind} {name!r} needs the package {missing!r}; install it with "
                 f"`pip install {hint}`"
             ) from err
         raise RegistryError(
-            f"recommender {name!r} ({entry.source}) failed to import: {err}"
+            f"{kind} {name!r} ({entry.source}) failed to import: {err}"
         ) from err
     except Exception as err:  # a broken plugin must be loud, never skipped
         raise RegistryError(
-            f"recommender {name!r} ({entry.source}, {entry.target}) failed to load: "
+            f"{kind} {name!r} ({entry.source}, {entry.target}) failed to load: "
             f"{type(err).__name__}: {err}"
         ) from err
     return obj
@@ -139,17 +163,38 @@ def create(name: str, **params: Any) -> Any:
         >>> hr.create("itemknn", neighbours=50)
         ItemKNNRecommender(neighbours=50, shrink=10.0)
     """
-    cls = get(name)
+    return _create(name, "recommender", params)
+
+
+def create_reranker(name: str, **params: Any) -> Any:
+    """Create a reranker by registry name with keyword parameters.
+
+    Example:
+        >>> import hybridrec as hr
+        >>> hr.create_reranker("similarity")
+        SimilarityReranker(model='all-minilm-l6-v2', recency_half_life=5.0, text_weight=0.5, \
+batch_size=64, cache=True, device=None, show_progress=None)
+    """
+    return _create(name, "reranker", params)
+
+
+def _create(name: str, kind: str, params: dict[str, Any]) -> Any:
+    cls = get(name, kind=kind)
     try:
         return cls(**params)
     except TypeError as err:
-        raise TypeError(f"bad parameters for recommender {name!r}: {err}") from err
+        raise TypeError(f"bad parameters for {kind} {name!r}: {err}") from err
 
 
 def load(path: Any) -> Any:
-    """Load any saved recommender from its folder, dispatching on its manifest."""
+    """Load any saved recommender or reranker from its folder, dispatching on its manifest."""
     from hybridrec.persistence import read_manifest
 
     manifest = read_manifest(path, verify=False)
-    cls = get(manifest.get("recommender", ""))
+    kind = manifest.get("kind", "recommender")
+    if kind not in _KINDS:
+        from hybridrec.errors import ModelFileError
+
+        raise ModelFileError(f"{path}: unknown model kind {kind!r} in the manifest")
+    cls = get(str(manifest.get("recommender", "")), kind=kind)
     return cls.load(path)

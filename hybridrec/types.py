@@ -14,12 +14,14 @@ UserId = str
 def normalise_id(value: object) -> str:
     """Turn an external id (int, numpy integer, str) into the canonical string form.
 
+    Surrounding whitespace is stripped, as the dataset loaders strip it.
+
     Example:
-        >>> normalise_id(42), normalise_id("B00005N7P0")
+        >>> normalise_id(42), normalise_id(" B00005N7P0 ")
         ('42', 'B00005N7P0')
     """
     if isinstance(value, str):
-        return value
+        return value.strip()
     if isinstance(value, bool) or value is None:
         raise TypeError(f"not a valid id: {value!r}")
     if isinstance(value, float):
@@ -97,10 +99,16 @@ class UserContext:
 
 @dataclass(frozen=True)
 class Recommendation:
-    """One recommended item, best first by ``rank`` (1-based), with the stage that produced it."""
+    """One recommended item, best first by ``rank`` (1-based), with the stage that produced it.
+
+    ``stage`` names the recommender or stage (``"fallback:popularity"`` when the documented
+    cold-start fallback answered); ``notes`` lists what the request carried that was ignored
+    (``"preference_text ignored: ease does not read it"``).
+    """
 
     item_id: ItemId
     score: float
     rank: int
     stage: str
     explanation: str | None = None
+    notes: tuple[str, ...] = ()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from hybridrec.cli import main
@@ -33,7 +35,7 @@ def test_recommenders_json() -> None:
     rows = json.loads(result.output)
     by_name = {r["name"]: r for r in rows}
     assert by_name["ease"]["source"] == "builtin"
-    assert set(rows[0]) == {"name", "target", "source"}
+    assert set(rows[0]) == {"name", "kind", "target", "source"}
 
 
 def test_data_info_json() -> None:
@@ -87,3 +89,72 @@ def test_bench_writes_results(tmp_path: Path) -> None:
     assert "full-ranking" in result.output and "  popularity " in result.output
     doc = json.loads((out / "results.json").read_text())
     assert {r["recommender"] for r in doc["rows"]} == {"random", "popularity"}
+
+
+def test_fit_never_replaces_a_file_or_a_foreign_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "README").write_text("mine")
+    note = tmp_path / "note.txt"
+    note.write_text("mine too")
+    for out in (project, note):
+        for extra in ([], ["--overwrite"]):
+            result = CliRunner().invoke(main, ["fit", "--out", str(out), *extra])
+            assert result.exit_code == 1, result.output
+            assert str(out) in result.output and "never replaces" in result.output
+    assert (project / "README").read_text() == "mine" and (project / "src").is_dir()
+    assert note.read_text() == "mine too"
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(main, ["fit", "--out", "."])
+    assert result.exit_code == 1 and "is the current folder" in result.output
+    assert "empty name" not in result.output
+
+
+def test_fit_replaces_a_saved_model_only_with_overwrite(tmp_path: Path) -> None:
+    model = tmp_path / "pop"
+    assert invoke("fit", "--out", str(model)).exit_code == 0
+    again = CliRunner().invoke(main, ["fit", "--out", str(model)])
+    assert again.exit_code == 1 and "already holds a saved hybridrec model" in again.output
+    assert "--overwrite" in again.output
+    assert invoke("fit", "--out", str(model), "--overwrite").exit_code == 0
+
+
+def test_data_info_says_when_there_are_no_timestamps(tmp_path: Path) -> None:
+    path = tmp_path / "plays.tsv"
+    path.write_text("user_id\titem_id\n2\t51\n2\t52\n3\t51\n")
+    doc = json.loads(invoke("data", "info", str(path), "--json").output)
+    assert doc["timestamps"] is False and doc["first_timestamp"] is None
+    text = invoke("data", "info", str(path)).output
+    assert "no timestamps: row order stands in for time" in text
+    assert "time          2018-09-24" not in text
+    timed = invoke("data", "info", "ml-latest-small").output
+    assert "time          1996-03-29 to 2018-09-24" in timed
+
+
+def test_data_info_reads_a_local_folder_named_like_a_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixtures = Path(__file__).resolve().parent / "data" / "fixtures"
+    shutil.copytree(fixtures / "ml-100k", tmp_path / "ml-100k")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYBRIDREC_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["data", "info", "ml-100k", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["interactions"] == 7
+    assert not (tmp_path / "cache").exists()
+
+
+def test_recommend_says_when_the_text_is_ignored() -> None:
+    from click.testing import CliRunner
+
+    from hybridrec.cli import main
+
+    result = CliRunner().invoke(
+        main, ["recommend", "-r", "itemknn", "--text", "romantic comedy in Paris", "-k", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "note: preference_text ignored: itemknn does not read it" in result.stderr
+    assert "answered with the most popular items" in result.stderr
+    assert len([line for line in result.stdout.splitlines() if line.strip()]) == 3

@@ -100,3 +100,33 @@ def test_missing_attribute_in_plugin(plugin_dir: Path) -> None:
     )
     with pytest.raises(RegistryError, match="'typo'.*AttributeError"):
         hr.create("typo")
+
+
+def _install_reranker_plugin(root: Path, dist: str, name: str, module: str, source: str) -> None:
+    info = root / f"{dist}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[hybridrec.rerankers]\n{name} = {module}:Mine\n")
+    (root / f"{module}.py").write_text(source)
+
+
+def test_reranker_plugin_is_discovered_and_passes_the_contract(plugin_dir: Path) -> None:
+    from hybridrec.contract import synthetic_dataset
+
+    source = (
+        "from hybridrec.rerank.similarity import SimilarityReranker\n"
+        "class Mine(SimilarityReranker):\n    name = 'mine-rr'\n"
+    )
+    _install_reranker_plugin(plugin_dir, "fakeplug-rr", "mine-rr", "fakeplug_rr", source)
+    assert registry.entries("reranker")["mine-rr"].source == "plugin:fakeplug-rr"
+    assert "mine-rr" in hr.available_rerankers() and "mine-rr" not in hr.available()
+    rr = hr.create_reranker("mine-rr").fit(synthetic_dataset())
+    assert rr.rerank("probe-a", ["b1", "a0"])[0].item_id == "a0"
+
+
+def test_reranker_plugin_clashing_with_a_builtin_is_refused(plugin_dir: Path) -> None:
+    source = "class Mine:\n    pass\n"
+    _install_reranker_plugin(plugin_dir, "fakeplug-clash", "similarity", "fakeplug_clash", source)
+    clash = "reranker name 'similarity' from plugin fakeplug-clash"
+    with pytest.raises(RegistryError, match=clash):
+        hr.available_rerankers()

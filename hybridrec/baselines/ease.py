@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
 from hybridrec.data.dataset import Dataset
-from hybridrec.recommender import Recommender
+from hybridrec.recommender import Recommender, Request
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class EASERecommender(Recommender):
     """
 
     name = "ease"
+    full_scoring = True
 
     def __init__(self, l2: float = 500.0, max_items: int = 20_000) -> None:
         super().__init__()
@@ -67,10 +69,24 @@ class EASERecommender(Recommender):
         self.items_ = active.astype(np.int64)
         self.weights_ = p
 
-    def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+    def _score_all(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         scores = np.zeros((histories.shape[0], histories.shape[1]), dtype=np.float32)
         scores[:, self.items_] = histories[:, self.items_] @ self.weights_
         return scores
+
+    def _score_candidates(
+        self, requests: Sequence[Request], candidates: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        # only the weight columns of the candidates: O(history x candidates) per request
+        assert self.items_ is not None and self.weights_ is not None
+        _, hist = self._request_arrays(requests)
+        union = np.unique(np.concatenate([np.asarray(c, np.int64) for c in candidates]))
+        local = np.searchsorted(self.items_, union)
+        local = np.minimum(local, len(self.items_) - 1)
+        active = self.items_[local] == union  # items outside the Gram matrix score 0
+        block = np.zeros((len(requests), len(union)), np.float32)
+        block[:, active] = hist[:, self.items_] @ self.weights_[:, local[active]]
+        return [block[i, np.searchsorted(union, c)] for i, c in enumerate(candidates)]
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"items": self.items_, "weights": self.weights_}

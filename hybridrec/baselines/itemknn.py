@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 
 from hybridrec.data.dataset import Dataset
-from hybridrec.recommender import Recommender
+from hybridrec.recommender import Recommender, Request
 
 BLOCK = 1024  # items per block when building the similarity matrix (bounds memory)
 
@@ -29,6 +31,7 @@ class ItemKNNRecommender(Recommender):
     """
 
     name = "itemknn"
+    full_scoring = True
 
     def __init__(self, neighbours: int = 100, shrink: float = 10.0) -> None:
         super().__init__()
@@ -66,8 +69,17 @@ class ItemKNNRecommender(Recommender):
             v = np.empty(0, np.float32)
         self.similarity_ = sp.csr_matrix((v.astype(np.float32), (r, c)), shape=(n_items, n_items))
 
-    def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+    def _score_all(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         return (histories @ self.similarity_).toarray()
+
+    def _score_candidates(
+        self, requests: Sequence[Request], candidates: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        assert self.similarity_ is not None
+        _, hist = self._request_arrays(requests)
+        union = np.unique(np.concatenate([np.asarray(c, np.int64) for c in candidates]))
+        block = (hist @ self.similarity_[:, union]).toarray()
+        return [block[i, np.searchsorted(union, c)] for i, c in enumerate(candidates)]
 
     def _state(self) -> dict[str, np.ndarray]:
         s = self.similarity_

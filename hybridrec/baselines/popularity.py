@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 
 from hybridrec.data.dataset import Dataset
-from hybridrec.recommender import Recommender
+from hybridrec.recommender import Recommender, Request
 
 
 class PopularityRecommender(Recommender):
@@ -23,6 +25,8 @@ class PopularityRecommender(Recommender):
     name = "popularity"
     personalised = False
     cold_start_popularity = False
+    full_scoring = True
+    uses = frozenset()
 
     def __init__(self, liked_only: bool = False) -> None:
         super().__init__()
@@ -33,8 +37,14 @@ class PopularityRecommender(Recommender):
         matrix = train.matrix("liked" if self.liked_only else "binary")
         self.counts_ = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float32)
 
-    def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+    def _score_all(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.counts_, (len(users), len(self.counts_))).copy()
+
+    def _score_candidates(
+        self, requests: Sequence[Request], candidates: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        assert self.counts_ is not None
+        return [self.counts_[np.asarray(c, np.int64)] for c in candidates]
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts_}

@@ -26,6 +26,8 @@ class RandomRecommender(Recommender):
     name = "random"
     personalised = False
     cold_start_popularity = False
+    full_scoring = True
+    uses = frozenset()
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
@@ -34,7 +36,7 @@ class RandomRecommender(Recommender):
     def _fit(self, train: Dataset) -> None:
         pass
 
-    def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+    def _score_all(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         n_items = len(self.item_ids_)
         out = np.empty((len(users), n_items), dtype=np.float64)
         for row, user in enumerate(users):

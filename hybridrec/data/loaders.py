@@ -180,8 +180,8 @@ def load_dataset(
         like_threshold: ratings at or above it count as liked (default 4.0).
         lenient: skip malformed rows (logged with their count, and recorded in
             ``dataset.skipped_rows``) instead of raising :class:`DataError`.
-        cache_dir: the download cache (default ``$HYBRIDREC_CACHE`` or
-            ``~/.cache/hybridrec/datasets``).
+        cache_dir: the download cache (default ``$HYBRIDREC_CACHE/datasets``, or
+            ``~/.cache/hybridrec/datasets`` when the variable is unset).
         download: fetch a named dataset missing from the cache.
         **kwargs: options of the format reader, for example ``columns={"user_id": "uid",
             "item_id": "asin", "rating": "stars", "timestamp": "ts"}``, ``items=``,

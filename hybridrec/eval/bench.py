@@ -278,6 +278,8 @@ def run_benchmark(
                     row["metrics"], row["vs_baseline"] = _summarise(
                         ev, base, config.bootstrap, seed
                     )
+                    if row.get("candidates"):  # its AUC counts only its own list's items
+                        row["vs_baseline"].pop("auc", None)
                     key = f"{ds_name}|{row['protocol']}|seed={seed}|{row['recommender']}"
                     for metric, values in ev.per_user.items():
                         arrays[f"{key}|{metric}"] = values
@@ -342,7 +344,13 @@ def _run_one(
     for row, proto in zip(rows, protos, strict=True):
         row["fit_time_s"], row["fit_peak_mb"] = usage.seconds, usage.peak_mb
         try:
-            evaluations[(proto.name, spec.label)] = proto.evaluate(rec, progress=progress)
+            ev = proto.evaluate(rec, progress=progress)
+            evaluations[(proto.name, spec.label)] = ev
+            if ev.candidates:  # ranked over its own list: not comparable test by test
+                row["candidates"] = ev.candidates
+            row["fallback_share"] = ev.fallback_share
+            if ev.fallback_share == 1.0:  # every answer was the shared fallback
+                row["status"] = "fallback"
             if isinstance(proto, FullRanking):
                 users = [str(u) for u in proto.dataset.user_ids[proto.users]]
                 n = min(len(users), config.latency_requests + config.latency_warmup)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import scipy.sparse as sp
 from hybridrec.data.dataset import Dataset
 from hybridrec.data.splits import Split, cold_start, leave_one_out
 from hybridrec.eval import metrics as M
-from hybridrec.recommender import Recommender
+from hybridrec.recommender import FALLBACK_STAGE, Recommender
 from hybridrec.types import Interaction, UserContext
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ class Evaluation:
     per_user: dict[str, np.ndarray] = field(default_factory=dict)
     scalars: dict[str, float] = field(default_factory=dict)
     pairwise: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    #: what was ranked when not the whole catalogue (``"top-20 of embedding"``)
+    candidates: str | None = None
+    #: share of requests answered by the shared popularity fallback
+    fallback_share: float = 0.0
 
 
 class Protocol(ABC):
@@ -68,6 +73,10 @@ class Protocol(ABC):
         return {"name": self.name, "description": self.description}
 
 
+CHUNK = 128  # users per evaluation batch
+CALIBRATION_PAIRS = 2000  # training pairs every pairwise score is calibrated on
+
+
 def _tqdm(iterable: Any, *, enabled: bool, **kwargs: Any) -> Any:
     from tqdm.auto import tqdm
 
@@ -84,7 +93,11 @@ class FullRanking(Protocol):
         "is validation (merged into training for this run). Every unseen item of the catalogue "
         "is a candidate (full ranking, no sampling; score ties go to the lower item code). "
         "Accuracy metrics at each k, MRR and AUC (ties count 1/2) "
-        "over the full list; diversity, coverage, novelty, Gini and popularity of the top-{k0}."
+        "over the full list; diversity, coverage, novelty, Gini and popularity of the top-{k0}. "
+        "A recommender that cannot score the whole catalogue is ranked over its own candidate "
+        "list (named in its row): items outside the list rank below it, its AUC counts only the "
+        "items it scored (NaN for users whose test item is not among them), and "
+        "candidate_recall is the share of users whose test item is in the list."
     )
 
     def __init__(self, dataset: Dataset, *, split: Split | None = None, **kwargs: Any) -> None:
@@ -103,19 +116,20 @@ class FullRanking(Protocol):
 
     def evaluate(self, rec: Recommender, *, progress: bool = False) -> Evaluation:
         kmax = max(self.k)
-        ranked = []
-        chunks = np.array_split(self.users, max(1, len(self.users) // 128))
-        for chunk in _tqdm(chunks, enabled=progress, desc=f"{rec.name} full ranking"):
-            ranked.append(rec.recommend_codes(chunk, kmax)[0])
-        top = np.vstack(ranked)
         ev = Evaluation()
+        if rec.full_scoring:
+            top, auc = self._full(rec, kmax, progress)
+        else:
+            top, auc, in_list = self._candidate_lists(rec, kmax, progress)
+            ev.candidates = rec.candidate_source
+            ev.per_user["candidate_recall"] = in_list
         for k in self.k:
             ev.per_user[f"ndcg@{k}"] = M.ndcg_at_k(top, self.relevant, k)
             ev.per_user[f"hr@{k}"] = M.hit_rate_at_k(top, self.relevant, k)
             ev.per_user[f"recall@{k}"] = M.recall_at_k(top, self.relevant, k)
             ev.per_user[f"precision@{k}"] = M.precision_at_k(top, self.relevant, k)
         ev.per_user[f"mrr@{kmax}"] = M.mrr_at_k(top, self.relevant, kmax)
-        ev.per_user["auc"] = self._auc(rec)
+        ev.per_user["auc"] = auc
         k0 = self.k[0]
         train_matrix = self.train_matrix
         popularity = self.train.item_popularity()
@@ -126,19 +140,48 @@ class FullRanking(Protocol):
         ev.scalars[f"gini@{k0}"] = M.gini_index(top, k0, self.train.n_items)
         return ev
 
-    def _auc(self, rec: Recommender) -> np.ndarray:
-        """Per-user AUC of the test item against every unseen item (dense scores, in chunks)."""
+    def _chunks(self, progress: bool, desc: str) -> Any:
+        starts = range(0, len(self.users), CHUNK)
+        return _tqdm(starts, enabled=progress, desc=desc)
+
+    def _full(self, rec: Recommender, kmax: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``kmax`` over the catalogue, and the per-user AUC against every unseen item."""
         seen = self.train_matrix
-        out = []
-        for start in range(0, len(self.users), 128):
-            users = self.users[start : start + 128]
-            hist = seen[users]
-            scores = np.asarray(rec._score(users, hist), dtype=np.float64)
+        ranked, aucs = [], []
+        for start in self._chunks(progress, f"{rec.name} full ranking"):
+            users = self.users[start : start + CHUNK]
+            ranked.append(rec.recommend_codes(users, kmax)[0])
+            ids = [str(u) for u in self.dataset.user_ids[users]]
+            scores = np.asarray(rec.score_all(ids), dtype=np.float64)
             candidates = np.ones(scores.shape, dtype=bool)
-            rows, cols = hist.nonzero()
+            rows, cols = seen[users].nonzero()
             candidates[rows, cols] = False
-            out.append(M.auc_per_user(scores, self.relevant[start : start + 128], candidates))
-        return np.concatenate(out)
+            aucs.append(M.auc_per_user(scores, self.relevant[start : start + CHUNK], candidates))
+        return np.vstack(ranked), np.concatenate(aucs)
+
+    def _candidate_lists(
+        self, rec: Recommender, kmax: int, progress: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top ``kmax`` of the recommender's own candidate list, AUC over the items it scored."""
+        n = max(kmax, int(rec.candidate_count or kmax))
+        lookup = pd.Index(self.dataset.item_ids)
+        top = np.full((len(self.users), kmax), -1, dtype=np.int64)
+        aucs, in_list = [], []
+        for start in self._chunks(progress, f"{rec.name} candidates"):
+            users = self.users[start : start + CHUNK]
+            ids = [str(u) for u in self.dataset.user_ids[users]]
+            lists = rec.recommend_batch(ids, n, on_unused="ignore")
+            scores = np.full((len(users), self.dataset.n_items), -np.inf)
+            scored = np.zeros(scores.shape, dtype=bool)
+            for row, recs in enumerate(lists):
+                codes = lookup.get_indexer([r.item_id for r in recs])
+                top[start + row, : min(kmax, len(codes))] = codes[:kmax]
+                scores[row, codes] = [r.score for r in recs]
+                scored[row, codes] = True
+            relevant = self.relevant[start : start + CHUNK]
+            in_list.append(np.asarray((relevant.multiply(scored)).sum(axis=1)).ravel() > 0)
+            aucs.append(M.auc_per_user(scores, relevant, scored))
+        return top, np.concatenate(aucs), np.concatenate(in_list).astype(np.float64)
 
 
 class Sampled(Protocol):
@@ -237,9 +280,14 @@ class PairwiseAUC(Protocol):
             f"(oldest first), candidate = the next item, label = liked (rating >= "
             f"{dataset.like_threshold:g}); the latest {pairs_per_user} pairs per user. Test users "
             f"({test_frac:.0%}, seeded) are disjoint from the users recommenders and the rating "
-            "baselines are fitted on. Global AUC over the test pairs, 95% CI by bootstrap over "
-            "users. Rating baselines: item mean (shrunk to the global mean), the user's mean "
-            "over the history, and a logistic regression on both."
+            "baselines are fitted on. Every score, the recommenders' and the rating baselines' "
+            f"alike, is calibrated by a logistic regression fitted on the same {CALIBRATION_PAIRS} "
+            "(at most; seeded) pairs of the training users; auc is the global AUC of the "
+            "calibrated scores over the test pairs (95% CI by bootstrap over users), auc_user the "
+            "mean of per-user AUCs over test users with both liked and disliked pairs (it does not "
+            "compare scores across users), logloss that of the calibrated probabilities. Rating "
+            "baselines: item mean (shrunk to the global mean), the user's mean over the history, "
+            "and a logistic regression on both."
         )
         users = dataset.active_users()
         perm = np.random.default_rng(self.seed).permutation(users)
@@ -250,7 +298,11 @@ class PairwiseAUC(Protocol):
         in_train = np.isin(inter["user"].to_numpy(), train_users)
         self.train = dataset.with_interactions(inter[in_train], f"{dataset.name}/pair-train")
         self.test_pairs = self._pairs(test_users)
+        self.test_users = np.unique(self.test_pairs["user"].to_numpy())
         self.train_pairs = self._pairs(train_users)
+        if len(self.train_pairs) > CALIBRATION_PAIRS:
+            keep = np.sort(self.rng.choice(len(self.train_pairs), CALIBRATION_PAIRS, False))
+            self.train_pairs = self.train_pairs.iloc[keep].reset_index(drop=True)
         if not len(self.test_pairs) or self.test_pairs["label"].nunique() < 2:
             raise ValueError(
                 f"pairwise-auc needs test users with more than {history_len} rated "
@@ -305,27 +357,40 @@ class PairwiseAUC(Protocol):
         ]
 
     def evaluate(self, rec: Recommender, *, progress: bool = False) -> Evaluation:
-        pairs = self.test_pairs
+        test = self._scores(rec, self.test_pairs, progress, "test")
+        calibration = self._scores(rec, self.train_pairs, progress, "calibration")
+        return self._evaluation(test, calibration)
+
+    def _scores(self, rec: Recommender, pairs: pd.DataFrame, progress: bool, what: str) -> Any:
         contexts = self.contexts(pairs)
         item_ids = list(self.dataset.item_ids[pairs["item"].to_numpy()])
         scores = np.empty(len(pairs))
         for start in _tqdm(
-            range(0, len(pairs), 256), enabled=progress, desc=f"{rec.name} pairwise"
+            range(0, len(pairs), 256), enabled=progress, desc=f"{rec.name} pairwise {what}"
         ):
             stop = start + 256
             scores[start:stop] = rec.score_pairs(contexts[start:stop], item_ids[start:stop])
-        return self._evaluation(scores)
+        return scores
 
-    def _evaluation(self, scores: np.ndarray) -> Evaluation:
+    def _evaluation(self, scores: np.ndarray, calibration: np.ndarray | None) -> Evaluation:
+        """Global AUC of calibrated scores, per-user AUC and log-loss (see the description)."""
         labels = self.test_pairs["label"].to_numpy()
         users = self.test_pairs["user"].to_numpy()
-        ev = Evaluation(pairwise=(scores, labels, users))
-        ev.scalars["auc"] = M.global_auc(scores, labels)
+        x = _finite(np.asarray(scores, dtype=np.float64))
+        ev = Evaluation()
+        if calibration is not None:
+            y = self.train_pairs["label"].to_numpy()
+            x_cal = _finite(np.asarray(calibration, dtype=np.float64))
+            prob = _calibrate(x_cal.reshape(len(x_cal), -1), y, x.reshape(len(x), -1))
+            ev.scalars["logloss"] = _log_loss(labels, prob)
+            x = prob
+        ev.pairwise = (x, labels, users)
+        ev.scalars["auc"] = M.global_auc(x, labels)
+        ev.per_user["auc_user"] = _per_user_auc(x, labels, users, self.test_users)
         return ev
 
     def rating_baselines(self) -> dict[str, Evaluation]:
         """Item mean, user (history) mean and their logistic-regression combination."""
-        from sklearn.linear_model import LogisticRegression
 
         train = self.train.interactions
         rated = train[train["rating"].notna()]
@@ -349,66 +414,196 @@ class PairwiseAUC(Protocol):
         x_test = features(self.test_pairs)
         x_train = features(self.train_pairs)
         out = {
-            "item-mean-rating": self._evaluation(x_test[:, 0]),
-            "user-mean-rating": self._evaluation(x_test[:, 1]),
+            "item-mean-rating": self._evaluation(x_test[:, 0], x_train[:, 0]),
+            "user-mean-rating": self._evaluation(x_test[:, 1], x_train[:, 1]),
         }
-        y = self.train_pairs["label"].to_numpy()
-        if len(np.unique(y)) == 2:
-            lr = LogisticRegression().fit(x_train, y)
-            out["item+user-mean-lr"] = self._evaluation(lr.decision_function(x_test))
+        # the regression on both is itself fitted on the calibration pairs
+        out["item+user-mean-lr"] = self._evaluation(x_test, x_train)
         return out
 
 
 class ColdStart(Protocol):
-    """Users held out entirely: a recommender sees no history, only the (empty) context."""
+    """Users held out entirely, asked with no history: with no text, or with their own words.
 
-    name = "cold-start"
+    Each held-out user's first ``seed_items`` liked items (by time) stand for what they would
+    say about themselves; the relevant items are the ones they liked after those. The
+    ``cold-start`` variant asks with no text (only a profile, when the dataset has one); the
+    ``cold-start-text`` variant adds a preference text written from the seed items' genres and
+    tags by the ``cold_start_preference`` prompt template (never their titles), so a
+    recommender that reads text can use it. Both variants evaluate the same users on the same
+    relevant items.
+    """
+
     fit_key = "cold-start"
 
-    def __init__(self, dataset: Dataset, *, frac: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        frac: float,
+        with_text: bool,
+        seed_items: int = 3,
+        split: Split | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.name = "cold-start-text" if with_text else "cold-start"
         super().__init__(dataset, **kwargs)
+        self.with_text, self.seed_items = with_text, seed_items
+        asked = (
+            "with a preference text written from the genres and tags of their first "
+            f"{seed_items} liked items (template prompts/cold_start_preference.txt)"
+            if with_text
+            else "with no history and no text (their profile only, when the dataset has one)"
+        )
         self.description = (
             f"Cold start: {frac:.0%} of users (seeded) held out entirely; each is asked for as a "
-            "UserContext with no history (and their profile when the dataset has one). Relevant "
-            f"items: everything they liked (rating >= {dataset.like_threshold:g}); users who "
-            "liked nothing are skipped. Full ranking over the catalogue."
+            f"UserContext {asked}. Relevant items: what they liked (rating >= "
+            f"{dataset.like_threshold:g}) after their first {seed_items} liked items; users "
+            "with fewer liked items are skipped. Full ranking over the catalogue. A recommender "
+            "that cannot use what the request carries answers with the shared popularity "
+            "fallback and is reported once as such."
         )
-        self.split = cold_start(dataset, test_frac=frac, valid_frac=0.0, seed=self.seed)
+        self.split = split or cold_start(dataset, test_frac=frac, valid_frac=0.0, seed=self.seed)
         test = self.split.test
-        self.users = self.sample_users(test.active_users())
-        liked = test.interactions[test.liked_mask]
+        liked = test.interactions[test.liked_mask]  # sorted by user, then time
+        position = liked.groupby("user").cumcount().to_numpy()
+        later = liked[position >= seed_items]
+        seeds = liked[position < seed_items]
+        users = np.unique(later["user"].to_numpy())
+        self.users = self.sample_users(users)
+        if not len(self.users):
+            raise ValueError(
+                f"no held-out user liked more than {seed_items} items; cold start cannot be "
+                "evaluated"
+            )
         self.relevant = sp.csr_matrix(
-            (np.ones(len(liked)), (liked["user"], liked["item"])),
+            (np.ones(len(later)), (later["user"], later["item"])),
             shape=(dataset.n_users, dataset.n_items),
         )[self.users]
+        seed_items_of = seeds.groupby("user")["item"].apply(list)
+        self.texts = [
+            preference_text(dataset, seed_items_of.get(int(u), [])) if with_text else None
+            for u in self.users
+        ]
+        if with_text and not any(self.texts):
+            raise ValueError("the catalogue has no genres or tags to write preference texts from")
 
     @property
     def fit_data(self) -> Dataset:
         return self.split.train
 
-    def evaluate(self, rec: Recommender, *, progress: bool = False) -> Evaluation:
-        kmax = max(self.k)
-        contexts = []
-        for user in self.users:
+    def contexts(self) -> list[UserContext]:
+        out = []
+        for user, text in zip(self.users, self.texts, strict=True):
             profile = {}
             if self.dataset.users is not None:
                 row = self.dataset.users.iloc[int(user)]
                 profile = {k: v for k, v in row.items() if k != "user_id" and pd.notna(v)}
-            contexts.append(UserContext(profile=profile))
+            out.append(UserContext(preference_text=text, profile=profile))
+        return out
+
+    def evaluate(self, rec: Recommender, *, progress: bool = False) -> Evaluation:
+        kmax = max(self.k)
+        contexts = self.contexts()
         lookup = pd.Index(self.dataset.item_ids)
         top = np.full((len(contexts), kmax), -1, dtype=np.int64)
-        for start in _tqdm(range(0, len(contexts), 128), enabled=progress, desc=f"{rec.name} cold"):
-            batch = rec.recommend_batch(contexts[start : start + 128], kmax)
+        fallback = 0
+        for start in _tqdm(
+            range(0, len(contexts), CHUNK), enabled=progress, desc=f"{rec.name} {self.name}"
+        ):
+            batch = rec.recommend_batch(contexts[start : start + CHUNK], kmax, on_unused="ignore")
             for row, recs in enumerate(batch, start):
                 codes = lookup.get_indexer([r.item_id for r in recs])
                 top[row, : len(codes)] = codes
-        ev = Evaluation()
+                fallback += bool(recs) and all(r.stage == FALLBACK_STAGE for r in recs)
+        ev = Evaluation(fallback_share=fallback / max(1, len(contexts)))
         for k in self.k:
             ev.per_user[f"ndcg@{k}"] = M.ndcg_at_k(top, self.relevant, k)
             ev.per_user[f"hr@{k}"] = M.hit_rate_at_k(top, self.relevant, k)
             ev.per_user[f"recall@{k}"] = M.recall_at_k(top, self.relevant, k)
         ev.per_user[f"mrr@{kmax}"] = M.mrr_at_k(top, self.relevant, kmax)
         return ev
+
+
+def preference_text(dataset: Dataset, items: Sequence[int], top: int = 3) -> str | None:
+    """A cold-start user's preference text from the genres and tags of items they liked.
+
+    The ``top`` most frequent genres (or categories) and tags of ``items`` fill the
+    ``cold_start_preference`` prompt template; None when the items have neither.
+
+    Example:
+        >>> from hybridrec.contract import synthetic_dataset
+        >>> preference_text(synthetic_dataset(), [0, 1])
+        'I enjoy Sci-Fi.'
+    """
+    from hybridrec.templates import render
+
+    columns = dataset.items.columns
+    genre_col = next((c for c in ("genres", "category") if c in columns), None)
+    genres = _most_frequent(dataset.items[genre_col].iloc[list(items)], top) if genre_col else []
+    tags = _most_frequent(dataset.items["tags"].iloc[list(items)], top) if "tags" in columns else []
+    if not genres and not tags:
+        return None
+    return render("cold_start_preference", genres=_join(genres), tags=_join(tags))
+
+
+def _most_frequent(values: pd.Series, top: int) -> list[str]:
+    """The ``top`` most frequent entries of list-valued (or scalar) cells, first seen first."""
+    counts: dict[str, int] = {}
+    for cell in values:
+        entries = cell if isinstance(cell, list | tuple | np.ndarray) else [cell]
+        for entry in entries:
+            if isinstance(entry, str) and entry.strip() and entry != "(no genres listed)":
+                key = entry.strip()
+                counts[key] = counts.get(key, 0) + 1
+    return sorted(counts, key=lambda k: -counts[k])[:top]
+
+
+def _join(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    if len(words) < 2:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    """Scores with NaN and infinities replaced by values just past the finite range."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return x
+    lo, hi = (x[finite].min(), x[finite].max()) if finite.any() else (0.0, 0.0)
+    out = np.where(np.isnan(x) | (x == -np.inf), lo - 1.0, x)
+    return np.where(out == np.inf, hi + 1.0, out)
+
+
+def _calibrate(x_fit: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """P(liked) from a logistic regression of ``y`` on ``x_fit`` (features standardised)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(np.unique(y)) < 2:  # nothing to calibrate against: the base rate
+        return np.full(len(x), float(np.mean(y)) if len(y) else 0.5)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x_fit, y)
+    return model.predict_proba(x)[:, 1]
+
+
+def _log_loss(labels: np.ndarray, prob: np.ndarray) -> float:
+    p = np.clip(prob, 1e-12, 1 - 1e-12)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def _per_user_auc(
+    scores: np.ndarray, labels: np.ndarray, users: np.ndarray, order: np.ndarray
+) -> np.ndarray:
+    """AUC within each user's pairs, aligned with ``order``; NaN without both classes."""
+    out = np.full(len(order), np.nan)
+    for row, user in enumerate(order):
+        mine = users == user
+        y = labels[mine]
+        if 0 < y.sum() < len(y):
+            out[row] = M.global_auc(scores[mine], y)
+    return out
 
 
 def build_protocols(
@@ -451,7 +646,23 @@ def build_protocols(
                     )
                 )
             elif name == "cold-start":
-                out.append(ColdStart(dataset, frac=config.cold_start_frac, **common))
+                frac = config.cold_start_frac
+                cold = cold_start(dataset, test_frac=frac, valid_frac=0.0, seed=seed)
+                for with_text in (False, True):
+                    try:
+                        out.append(
+                            ColdStart(
+                                dataset,
+                                frac=config.cold_start_frac,
+                                with_text=with_text,
+                                split=cold,
+                                **common,
+                            )
+                        )
+                    except ValueError as err:
+                        label = "cold-start-text" if with_text else name
+                        logger.warning("%s: protocol %s skipped: %s", dataset.name, label, err)
+                        skipped[label] = str(err)
         except ValueError as err:
             logger.warning("%s: protocol %s skipped: %s", dataset.name, name, err)
             skipped[name] = str(err)

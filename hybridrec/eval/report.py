@@ -29,11 +29,13 @@ MAIN_METRICS = {
         "novelty@{k}",
         "gini@{k}",
         "avg_popularity@{k}",
+        "candidate_recall",
     ],
     "sampled-random": ["ndcg@{k}", "hr@{k}", "mrr"],
     "sampled-popularity": ["ndcg@{k}", "hr@{k}", "mrr"],
-    "pairwise-auc": ["auc"],
+    "pairwise-auc": ["auc", "auc_user", "logloss"],
     "cold-start": ["ndcg@{k}", "hr@{k}", "recall@{k}", "mrr@{kmax}"],
+    "cold-start-text": ["ndcg@{k}", "hr@{k}", "recall@{k}", "mrr@{kmax}"],
 }
 
 

@@ -29,7 +29,8 @@ one extra coordinate and each query carries ``w`` there, so FAISS computes the f
 
 Defaults (``recency_half_life=5``, ``popularity_weight=0.5``) were chosen on the *validation*
 items of ml-latest-small's leave-one-out split (``benchmarks/retrieval``); the test items were
-not used.
+not used. The criterion was Recall@100, the candidate stage's job (putting the next item among
+the candidates a reranker sees), not NDCG@10, whose best setting was a half-life of 2.
 
 Top-``k`` is a FAISS search with the user's history excluded *inside* the search (an
 ``IDSelector``: a seen item is never returned, and ``k`` results come back whenever ``k`` items
@@ -76,7 +77,7 @@ from hybridrec.models import (
     split_model_identity,
 )
 from hybridrec.persistence import library_versions, read_manifest
-from hybridrec.recommender import Recommender, UserLike, top_k_rows
+from hybridrec.recommender import Recommender, Request, UserLike, top_k_rows
 from hybridrec.retrieval.embedder import Embedder, is_blank, l2_normalise, sanitize_text
 from hybridrec.retrieval.index import IndexParams, VectorIndex
 from hybridrec.types import Recommendation, UserContext, normalise_id
@@ -180,8 +181,8 @@ class EmbeddingRetriever(Recommender):
         fallback: ``"popularity"`` or ``"error"`` for a user with no history and no text.
         batch_size: texts per encoder batch.
         show_progress: progress bar while embedding; ``None`` = when stderr is a terminal.
-        cache: embedding cache: ``True`` (``$HYBRIDREC_CACHE`` or ``~/.cache/hybridrec``), a
-            folder, or ``False``.
+        cache: embedding cache: ``True`` (:func:`hybridrec.paths.cache_dir` ``("embeddings")``,
+            under ``$HYBRIDREC_CACHE`` or ``~/.cache/hybridrec``), a folder, or ``False``.
         device: encoder device; ``None`` = CUDA when available.
         text_fields: catalogue columns the item text is built from (see
             :class:`~hybridrec.data.text.ItemTextBuilder`); ``None`` = the builder's default
@@ -194,6 +195,8 @@ class EmbeddingRetriever(Recommender):
     """
 
     name: ClassVar[str] = "embedding"
+    full_scoring: ClassVar[bool] = True
+    uses: ClassVar[frozenset[str]] = frozenset({"history", "ratings", "order", "text"})
 
     def __init__(
         self,
@@ -370,14 +373,13 @@ class EmbeddingRetriever(Recommender):
         out[:, -1] = prior
         return out
 
-    def _context_vectors(
-        self, users: Sequence[UserLike], resolved: list[tuple[int, np.ndarray]]
-    ) -> np.ndarray:
+    def _context_vectors(self, requests: Sequence[Request]) -> np.ndarray:
         """One query per request (zero rows: no history and no text); see :meth:`_mix`."""
-        hist = np.zeros((len(users), self.dim), np.float32)
+        hist = np.zeros((len(requests), self.dim), np.float32)
         texts: dict[int, str] = {}
         known_rows, known_codes = [], []
-        for row, (user, (code, items)) in enumerate(zip(users, resolved, strict=True)):
+        for row, request in enumerate(requests):
+            user, code, items = request.user, request.code, request.history
             if isinstance(user, UserContext):
                 if not is_blank(user.preference_text):
                     texts[row] = user.preference_text
@@ -422,7 +424,7 @@ class EmbeddingRetriever(Recommender):
             >>> # rec.user_vector(hr.UserContext(preference_text="heist movies")).shape -> (384,)
         """
         self._check_fitted()
-        return self._context_vectors([user], [self._resolve(user)])[0, :-1].copy()
+        return self._context_vectors([self._resolve(user)])[0, :-1].copy()
 
     # ------------------------------------------------------------------ ranking
     def _rank(
@@ -498,45 +500,44 @@ class EmbeddingRetriever(Recommender):
         self._mask(dense, rows, exclude)
         return top_k_rows(dense, k)
 
-    def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+    def _score_all(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         assert self.embeddings_ is not None and self.popularity_ is not None
         return self._scores_for(self._code_vectors(users, histories))
 
-    def _top_k(
-        self,
-        users: np.ndarray,
-        histories: sp.csr_matrix,
-        k: int,
-        exclude: sp.csr_matrix | None,
-        candidates: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        vectors = self._code_vectors(users, histories)
-        excl = None
-        if exclude is not None:
-            exclude = sp.csr_matrix(exclude)
-            ptr = exclude.indptr
-            excl = [exclude.indices[ptr[r] : ptr[r + 1]] for r in range(len(users))]
-        cand = None if candidates is None else np.unique(candidates)
-        return self._rank(vectors, k, excl, cand)
+    def _is_cold(self, request: Request) -> bool:
+        # no history and no text: popularity answers (fallback="error" raises instead)
+        return self.fallback == "popularity" and not len(request.history) and request.text is None
 
     def _top_k_requests(
         self,
-        users: Sequence[UserLike],
-        resolved: list[tuple[int, np.ndarray]],
+        requests: Sequence[Request],
         k: int,
         exclude_seen: bool,
         candidates: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Uses each context's ratings, order and free text (the base sees only item codes)."""
-        vectors = self._context_vectors(users, resolved)
-        exclude = [np.asarray(h, np.int64) for _, h in resolved] if exclude_seen else None
+        """A FAISS search (or dense scores of ``candidates``) with each context's ratings,
+        order and free text (the base sees only item codes)."""
+        vectors = self._context_vectors(requests)
+        exclude = [np.asarray(r.history, np.int64) for r in requests] if exclude_seen else None
         cand = None if candidates is None else np.unique(candidates)
         return self._rank(vectors, k, exclude, cand)
 
-    def _score_requests(
-        self, users: Sequence[UserLike], resolved: list[tuple[int, np.ndarray]]
-    ) -> np.ndarray:
-        return self._scores_for(self._context_vectors(users, resolved))
+    def _score_all_requests(self, requests: Sequence[Request]) -> np.ndarray:
+        return self._scores_for(self._context_vectors(requests))
+
+    def _score_candidates(
+        self, requests: Sequence[Request], candidates: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        vectors = self._context_vectors(requests)
+        empty = np.linalg.norm(vectors[:, :-1], axis=1) == 0
+        self._check_fallback(empty)
+        assert self.popularity_ is not None
+        return [
+            self.popularity_[c].astype(np.float64)
+            if empty[i]
+            else self._dense(vectors[i : i + 1], np.asarray(c, np.int64))[0].astype(np.float64)
+            for i, c in enumerate(candidates)
+        ]
 
     def _scores_for(self, queries: np.ndarray) -> np.ndarray:
         """Dense scores of queries; rows with no history and no text get popularity."""

@@ -90,6 +90,7 @@ def test_results_json_schema(run) -> None:
         "sampled-popularity",
         "pairwise-auc",
         "cold-start",
+        "cold-start-text",
     }
     for row in doc["rows"]:
         assert {

@@ -25,8 +25,10 @@ class ConstantScores(PopularityRecommender):
     name = "constant"
     value = 0.0
 
-    def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+    def _score_all(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         return np.full((len(users), len(self.item_ids_)), self.value)
+
+    _score_candidates = hr.Recommender._score_candidates  # gather from the dense rows
 
 
 class MinusInfinity(ConstantScores):

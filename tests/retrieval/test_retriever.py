@@ -171,7 +171,7 @@ def test_candidates_are_scored_densely(fitted: EmbeddingRetriever) -> None:
     # and the FAISS path gives the same scores as the dense one
     top = fitted.recommend("fan-scifi-1", k=3)
     code = fitted._user_code("fan-scifi-1")
-    dense = fitted._score(np.array([code]), fitted.seen_[[code]])[0]
+    dense = fitted._score_all(np.array([code]), fitted.seen_[[code]])[0]
     top_codes = fitted._item_codes([r.item_id for r in top])
     np.testing.assert_allclose([r.score for r in top], dense[top_codes], atol=1e-5)
 
@@ -189,7 +189,7 @@ def test_popularity_prior(movies: Dataset) -> None:
     want = prior.embeddings_[codes] @ vector + 0.5 * prior.item_bias_[codes]
     np.testing.assert_allclose([r.score for r in top], want, atol=1e-5)
     code = prior._user_code(user)
-    dense = prior._score(np.array([code]), prior.seen_[[code]])[0]
+    dense = prior._score_all(np.array([code]), prior.seen_[[code]])[0]
     np.testing.assert_allclose([r.score for r in top], dense[codes], atol=1e-5)
     # a heavy prior ranks by popularity among unseen items
     unseen = [c for c in np.argsort(-heavy.popularity_, kind="stable")

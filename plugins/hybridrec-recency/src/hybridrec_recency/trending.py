@@ -25,6 +25,8 @@ class TrendingRecommender(Recommender):
     name = "trending"
     personalised = False
     cold_start_popularity = False
+    full_scoring = True
+    uses = frozenset()
 
     def __init__(self, half_life_days: float = 180.0, liked_only: bool = False) -> None:
         super().__init__()
@@ -44,7 +46,7 @@ class TrendingRecommender(Recommender):
             inter["item"].to_numpy(), weights=decay, minlength=train.n_items
         ).astype(np.float64)
 
-    def _score(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+    def _score_all(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.weights_, (len(users), len(self.weights_))).copy()
 
     def _state(self) -> dict[str, np.ndarray]:

@@ -1,0 +1,1 @@
+"""Reranking stage: rerankers that score (user, candidate) pairs (see :mod:`hybridrec.reranker`)."""
