@@ -18,9 +18,12 @@ JSON outputs (``--json``) and their keys:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +47,207 @@ def _fail(err: Exception) -> None:
     raise click.ClickException(str(err)) from err
 
 
+# --------------------------------------------------------------------------- dataset options
+_SEPARATORS = {
+    "tab": "\t",
+    "\\t": "\t",
+    "comma": ",",
+    "semicolon": ";",
+    "pipe": "|",
+    "space": " ",
+}
+
+
+def _separator(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    sep = _SEPARATORS.get(value.lower(), value)
+    if len(sep) != 1:
+        raise click.BadParameter(
+            f"expected one character, or tab / '\\t' / comma / semicolon / pipe / space; "
+            f"got {value!r}"
+        )
+    return sep
+
+
+def _mapping(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    """``ROLE=COLUMN`` values (repeated, or comma-separated in one value) as a dict."""
+    out: dict[str, str] = {}
+    for value in values:
+        for pair in value.split(","):
+            role, eq, column = (part.strip() for part in pair.partition("="))
+            if not eq or not role or not column:
+                raise click.BadParameter(f"expected ROLE=COLUMN, got {pair!r}")
+            if out.get(role, column) != column:
+                raise click.BadParameter(f"{role!r} mapped twice ({out[role]!r}, {column!r})")
+            out[role] = column
+    return out
+
+
+def _list_columns(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    out: dict[str, str] = {}
+    for value in values:
+        column, eq, sep = value.partition("=")
+        if not eq or not column.strip() or not sep:
+            raise click.BadParameter(f"expected COLUMN=SEPARATOR (e.g. genres='|'), got {value!r}")
+        out[column.strip()] = sep
+    return out
+
+
+_DATASET_OPTIONS = (
+    click.option(
+        "--format",
+        "fmt",
+        metavar="FORMAT",
+        help="Format of a path, instead of detecting it from its name or content: csv, tsv "
+        "(csv split on tabs, for any file name such as .dat or .txt), jsonl, ml-latest, "
+        "ml-100k, ml-1m, amazon2018.",
+    ),
+    click.option(
+        "--sep",
+        callback=_separator,
+        metavar="CHAR",
+        help="Field separator of a csv file: one character, or 'tab' (or '\\t'). Default: "
+        "comma; tab for .tsv files and --format tsv.",
+    ),
+    click.option(
+        "--column",
+        "columns",
+        multiple=True,
+        callback=_mapping,
+        metavar="ROLE=COLUMN",
+        help="Which column of a csv/jsonl file holds a role: user_id, item_id, rating, "
+        "timestamp (Unix seconds). Repeatable, or comma-separated. A role left out is read "
+        "from a column of its own name when there is one; without a rating the feedback is "
+        "implicit, without a timestamp the row order stands in for time.",
+    ),
+    click.option("--encoding", metavar="NAME", help="Text encoding of csv files (default utf-8)."),
+    click.option(
+        "--items",
+        type=click.Path(exists=True, dir_okay=False),
+        help="A catalogue file beside a csv/jsonl interactions file: item_id plus titles, "
+        "descriptions, genres... Its format comes from --items-format, else from its name "
+        "(.csv, .tsv, .jsonl; a csv one split with the interactions file's separator).",
+    ),
+    click.option(
+        "--items-format",
+        type=click.Choice(["csv", "tsv", "jsonl"]),
+        help="Format of --items, for any file name: csv (commas), tsv (tabs), jsonl.",
+    ),
+    click.option(
+        "--item-column",
+        "item_columns",
+        multiple=True,
+        callback=_mapping,
+        metavar="ROLE=COLUMN",
+        help="Columns of --items: item_id, title, description, ... (as --column).",
+    ),
+    click.option(
+        "--profiles",
+        type=click.Path(exists=True, dir_okay=False),
+        help="A user profile file beside a csv/jsonl interactions file (read as --items).",
+    ),
+    click.option(
+        "--profiles-format",
+        type=click.Choice(["csv", "tsv", "jsonl"]),
+        help="Format of --profiles, as --items-format.",
+    ),
+    click.option(
+        "--profile-column",
+        "profile_columns",
+        multiple=True,
+        callback=_mapping,
+        metavar="ROLE=COLUMN",
+        help="Columns of --profiles: user_id and other fields (as --column).",
+    ),
+    click.option(
+        "--list-column",
+        "list_columns",
+        multiple=True,
+        callback=_list_columns,
+        metavar="COLUMN=SEP",
+        help="A catalogue or profile column holding a list in one string, with its separator, "
+        "e.g. genres='|'. Repeatable.",
+    ),
+    click.option(
+        "--like-threshold",
+        type=float,
+        help="Ratings at or above it count as liked (default 4). Unrated (implicit) "
+        "interactions always count as liked.",
+    ),
+    click.option(
+        "--lenient", is_flag=True, help="Skip malformed rows (counted) instead of failing."
+    ),
+)
+
+#: command-line option -> keyword of :func:`hybridrec.load_dataset`
+_LOAD_KEYWORDS = {
+    "fmt": ("format", "--format"),
+    "sep": ("sep", "--sep"),
+    "columns": ("columns", "--column"),
+    "encoding": ("encoding", "--encoding"),
+    "items": ("items", "--items"),
+    "item_columns": ("item_columns", "--item-column"),
+    "items_format": ("items_format", "--items-format"),
+    "profiles": ("users", "--profiles"),
+    "profile_columns": ("user_columns", "--profile-column"),
+    "profiles_format": ("users_format", "--profiles-format"),
+    "list_columns": ("list_columns", "--list-column"),
+    "like_threshold": ("like_threshold", "--like-threshold"),
+    "lenient": ("lenient", "--lenient"),
+}
+
+
+def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the dataset loading options to a command; it gets them as ``load_options``, the
+    keyword arguments of :func:`hybridrec.load_dataset` that were given (plain JSON values)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in _LOAD_KEYWORDS}
+        if given["item_columns"] and not given["items"]:
+            raise click.UsageError("--item-column needs --items")
+        if given["profile_columns"] and not given["profiles"]:
+            raise click.UsageError("--profile-column needs --profiles")
+        if given["items_format"] and not given["items"]:
+            raise click.UsageError("--items-format needs --items")
+        if given["profiles_format"] and not given["profiles"]:
+            raise click.UsageError("--profiles-format needs --profiles")
+        kwargs["load_options"] = {
+            _LOAD_KEYWORDS[name][0]: value
+            for name, value in given.items()
+            if value not in (None, False, {})
+        }
+        return command(*args, **kwargs)
+
+    for option in reversed(_DATASET_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _load(name_or_path: str, load_options: dict[str, Any]):
+    """``load_dataset`` with the command line's options; an option the dataset's format does
+    not take is a clean error naming the command-line flags."""
+    from hybridrec.data import load_dataset
+
+    try:
+        return load_dataset(name_or_path, **load_options)
+    except TypeError as err:
+        flags = [flag for keyword, flag in _LOAD_KEYWORDS.values() if keyword in load_options]
+        raise click.UsageError(
+            f"{name_or_path}: {err} (given on the command line as {', '.join(flags)})"
+        ) from err
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hybridrec")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(verbose: int) -> None:
-    """Hybrid recommendation with language models: retrieval, reranking, cold start."""
+    """Hybrid recommendation with language models.
+
+    Today: baselines, embedding retrieval (FAISS), rerankers behind one interface, and a
+    benchmark harness. The GPT-2 reranker and the zero-shot cold-start path are in development.
+    """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -85,16 +284,23 @@ def data_group() -> None:
 
 @data_group.command("info")
 @click.argument("name_or_path")
-@click.option("--format", "fmt", default=None, help="Force a format instead of detecting it.")
-@click.option("--lenient", is_flag=True, help="Skip malformed rows (counted) instead of failing.")
+@dataset_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def data_info(name_or_path: str, fmt: str | None, lenient: bool, as_json: bool) -> None:
-    """Users, items, interactions, density and rating histogram of a dataset."""
-    from hybridrec.data import load_dataset
+def data_info(name_or_path: str, load_options: dict[str, Any], as_json: bool) -> None:
+    """Users, items, interactions, density and rating histogram of a dataset.
+
+    NAME_OR_PATH is a dataset name (ml-latest-small, ml-100k, ml-1m, amazon2018:<Category>) or
+    a folder or file. A tab-separated file with its own column names, such as HetRec Last.fm's
+    user_artists.dat (its weight column, a play count, is left unmapped: implicit feedback):
+
+    \b
+        hybridrec data info user_artists.dat --format tsv \\
+            --column user_id=userID --column item_id=artistID
+    """
     from hybridrec.errors import HybridrecError
 
     try:
-        ds = load_dataset(name_or_path, format=fmt, lenient=lenient)
+        ds = _load(name_or_path, load_options)
     except (HybridrecError, OSError, ValueError) as err:
         _fail(err)
     info = ds.info()
@@ -140,18 +346,29 @@ def _day(seconds: int) -> str:
         return str(seconds)
 
 
-def _load_or_fit(model: str | None, dataset: str, recommender: str, params: dict[str, Any]):
-    from hybridrec.data import load_dataset
+def _load_or_fit(
+    model: str | None,
+    dataset: str,
+    recommender: str,
+    params: dict[str, Any],
+    load_options: dict[str, Any],
+):
     from hybridrec.registry import create, load
 
-    ds = load_dataset(dataset)
+    ds = _load(dataset, load_options)
     if model:
         return load(model), ds
     return create(recommender, **params).fit(ds), ds
 
 
 @main.command("fit")
-@click.option("--dataset", default="ml-latest-small", show_default=True)
+@click.option(
+    "--dataset",
+    default="ml-latest-small",
+    show_default=True,
+    help="Dataset name or path (see 'hybridrec data info --help').",
+)
+@dataset_options
 @click.option("--recommender", "-r", default="popularity", show_default=True)
 @click.option("--param", "-p", multiple=True, help="Recommender parameter KEY=VALUE (JSON value).")
 @click.option(
@@ -164,7 +381,12 @@ def _load_or_fit(model: str | None, dataset: str, recommender: str, params: dict
     "--overwrite", is_flag=True, help="Replace a model already saved in the --out folder."
 )
 def fit_cmd(
-    dataset: str, recommender: str, param: tuple[str, ...], out: Path, overwrite: bool
+    dataset: str,
+    load_options: dict[str, Any],
+    recommender: str,
+    param: tuple[str, ...],
+    out: Path,
+    overwrite: bool,
 ) -> None:
     """Fit a recommender on a whole dataset and save it to a folder.
 
@@ -176,7 +398,7 @@ def fit_cmd(
 
     try:
         check_output_dir(out, overwrite=overwrite)  # before the long work
-        rec, _ = _load_or_fit(None, dataset, recommender, _parse_params(param))
+        rec, _ = _load_or_fit(None, dataset, recommender, _parse_params(param), load_options)
         rec.save(out, overwrite=overwrite)
     except (HybridrecError, OSError, ValueError, TypeError) as err:
         _fail(err)
@@ -188,8 +410,9 @@ def fit_cmd(
     "--dataset",
     default="ml-latest-small",
     show_default=True,
-    help="Dataset to fit on (and to read item titles from).",
+    help="Dataset name or path to fit on (and to read item titles from).",
 )
+@dataset_options
 @click.option("--recommender", "-r", default="popularity", show_default=True)
 @click.option("--param", "-p", multiple=True, help="Recommender parameter KEY=VALUE (JSON value).")
 @click.option(
@@ -204,6 +427,7 @@ def fit_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def recommend_cmd(
     dataset: str,
+    load_options: dict[str, Any],
     recommender: str,
     param: tuple[str, ...],
     model: str | None,
@@ -220,7 +444,7 @@ def recommend_cmd(
     if user is None and history is None and text is None:
         raise click.UsageError("give --user, --history or --text")
     try:
-        rec, ds = _load_or_fit(model, dataset, recommender, _parse_params(param))
+        rec, ds = _load_or_fit(model, dataset, recommender, _parse_params(param), load_options)
         if history is not None or text is not None:
             hist = tuple(Interaction(i.strip()) for i in (history or "").split(",") if i.strip())
             target: Any = UserContext(user, hist, text)
@@ -263,6 +487,49 @@ def recommend_cmd(
         click.echo(f"{r.rank:>3}. {r.item_id:<12} {r.score:>10.4f}  {title(r.item_id)}")
 
 
+_BENCH_FILES = frozenset({"results.json", "results.md", "per_user.npz"})
+_OS_JUNK = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+
+
+def _bench_file(path: Path) -> bool:
+    """A file a benchmark run writes (or one a file browser drops into any folder)."""
+    if not path.is_file() or path.is_symlink():
+        return False
+    return path.name in _BENCH_FILES or path.name in _OS_JUNK or path.suffix == ".png"
+
+
+def _check_bench_out(out: Path) -> dict[Path, int]:
+    """Check, before the run, that the benchmark can write its results into ``out``.
+
+    A new folder, an empty one, or one that holds nothing but an earlier run's output
+    (results.json, results.md, per_user.npz, *.png) is fine: the earlier output is replaced. A
+    file, or a folder with anything else, is refused (see
+    :func:`hybridrec.persistence.check_output_dir`), and so is a folder we may not write in.
+
+    Returns:
+        The earlier plots with their modification times, so the ones this run does not
+        rewrite can be removed after it (they would belong to another run).
+    """
+    from hybridrec.errors import OutputPathError
+    from hybridrec.persistence import check_output_dir
+
+    target = check_output_dir(out, overwrite=True, ours=lambda p: (p / "results.json").is_file())
+    if not target.is_dir():
+        return {}
+    foreign = [p.name for p in sorted(target.iterdir()) if not _bench_file(p)]
+    if foreign:
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        shown = ", ".join(foreign[:5]) + more
+        raise OutputPathError(
+            f"{target}: holds an earlier benchmark's results but also {shown}; the benchmark "
+            f"replaces a folder only when it holds nothing but its own output (results.json, "
+            f"results.md, per_user.npz, *.png): move those away or choose another --out"
+        )
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{target}: no permission to write in this folder")
+    return {p: p.stat().st_mtime_ns for p in target.glob("*.png")}
+
+
 @main.command("bench")
 @click.argument("config", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--quick", is_flag=True, help="The small run for CI and the demo.")
@@ -271,9 +538,17 @@ def recommend_cmd(
     type=click.Path(path_type=Path),
     default=Path("out/bench"),
     show_default=True,
-    help="Folder for results.json, results.md and plots.",
+    help="Folder for results.json, results.md, per_user.npz and plots: new, empty, or one "
+    "holding only an earlier run's output (replaced). Checked before the run.",
 )
-@click.option("--dataset", "datasets", multiple=True, help="Override the config's datasets.")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    help="Override the config's datasets: a name or path, repeatable. The dataset options "
+    "below apply to every --dataset given.",
+)
+@dataset_options
 @click.option(
     "--recommender",
     "-r",
@@ -281,7 +556,9 @@ def recommend_cmd(
     multiple=True,
     help="Override the config's recommenders (registry names).",
 )
-@click.option("--users", type=int, help="Evaluate a sample of this many users.")
+@click.option(
+    "--users", type=click.IntRange(min=1), help="Evaluate a sample of this many users."
+)
 @click.option("--seed", "seeds", multiple=True, type=int, help="Override the seeds.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of tables.")
@@ -290,18 +567,35 @@ def bench_cmd(
     quick: bool,
     out: Path,
     datasets: tuple[str, ...],
+    load_options: dict[str, Any],
     recs: tuple[str, ...],
     users: int | None,
     seeds: tuple[int, ...],
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Compare recommenders on accuracy, diversity and cost; write JSON, Markdown and plots."""
+    """Compare recommenders on accuracy, diversity and cost; write JSON, Markdown and plots.
+
+    In a CONFIG file (JSON or TOML) a dataset is a name, a path, or a mapping of a "path" (or
+    "name"), an optional "label" (its name in the results; default the file's name) and the
+    options of hybridrec.load_dataset, e.g.
+
+    \b
+        {"path": "user_artists.dat", "format": "tsv",
+         "columns": {"user_id": "userID", "item_id": "artistID"}}
+    """
+    from hybridrec.errors import HybridrecError
     from hybridrec.eval.bench import run_benchmark
     from hybridrec.eval.config import BenchConfig
     from hybridrec.eval.report import console_summary, write_results
 
+    if load_options and not datasets:
+        raise click.UsageError(
+            "the dataset options (--format, --sep, --column, ...) apply to --dataset: give "
+            "--dataset too, or put them in the config's dataset entry"
+        )
     try:
+        earlier_plots = _check_bench_out(out)  # before the long work
         cfg = (
             BenchConfig.from_file(config)
             if config
@@ -309,7 +603,9 @@ def bench_cmd(
         )
         data = cfg.to_dict()
         if datasets:
-            data["datasets"] = list(datasets)
+            data["datasets"] = [
+                {"path": d, **load_options} if load_options else d for d in datasets
+            ]
         if recs:
             data["recommenders"] = list(recs)
         if users is not None:
@@ -317,7 +613,7 @@ def bench_cmd(
         if seeds:
             data["seeds"] = list(seeds)
         cfg = BenchConfig.from_dict(data)
-    except (OSError, ValueError, TypeError) as err:
+    except (HybridrecError, OSError, ValueError, TypeError) as err:
         _fail(err)
     progress = not quiet and sys.stderr.isatty()
 
@@ -327,14 +623,15 @@ def bench_cmd(
                 f"! {row['recommender']} failed on {row['protocol']}: {row['error']}", err=True
             )
 
-    from hybridrec.errors import HybridrecError
-
     try:
         results, arrays = run_benchmark(cfg, progress=progress, on_row=on_row)
     except (HybridrecError, OSError) as err:  # e.g. a dataset that cannot be loaded
         _fail(err)
     results["command"] = " ".join(["hybridrec", *sys.argv[1:]]) if sys.argv else None
     write_results(results, arrays, out)
+    for plot, mtime in earlier_plots.items():  # an earlier run's plots this run did not redo
+        if plot.is_file() and plot.stat().st_mtime_ns == mtime:
+            plot.unlink()
     if as_json:
         click.echo((out / "results.json").read_text(encoding="utf-8"))
     else:
@@ -342,6 +639,9 @@ def bench_cmd(
         click.echo(f"full tables with 95% CIs and significance: {out}/results.md")
         click.echo(f"every number: {out}/results.json; per-user arrays: per_user.npz; plots: *.png")
     if all(r["status"] != "ok" for r in results["rows"]):
+        if all(r["status"] == "skipped" for r in results["rows"]):
+            click.echo("error: every protocol was skipped (reasons above); nothing was evaluated",
+                       err=True)
         sys.exit(1)
 
 

@@ -158,3 +158,107 @@ def test_recommend_says_when_the_text_is_ignored() -> None:
     assert "note: preference_text ignored: itemknn does not read it" in result.stderr
     assert "answered with the most popular items" in result.stderr
     assert len([line for line in result.stdout.splitlines() if line.strip()]) == 3
+
+
+HETREC = Path(__file__).resolve().parent / "data" / "fixtures" / "hetrec" / "user_artists.dat"
+
+
+def _tiny_bench_args(tmp_path: Path) -> list[str]:
+    config = tmp_path / "tiny.json"
+    config.write_text(
+        json.dumps(
+            {
+                "datasets": [
+                    {
+                        "path": str(HETREC),
+                        "format": "tsv",
+                        "columns": {"user_id": "userID", "item_id": "artistID"},
+                    }
+                ],
+                "protocols": ["full-ranking"],
+                "recommenders": ["popularity"],
+                "k": [3],
+                "bootstrap": 5,
+                "latency_requests": 2,
+                "latency_warmup": 1,
+            }
+        )
+    )
+    return ["bench", str(config), "--quiet"]
+
+
+@pytest.fixture
+def no_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any run of the benchmark fails the test: the output checks must come first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the benchmark ran before the output folder was checked")
+
+    monkeypatch.setattr("hybridrec.eval.bench.run_benchmark", refuse)
+
+
+def test_bench_refuses_a_file_or_a_foreign_folder_before_running(
+    tmp_path: Path, no_benchmark: None
+) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("mine")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README").write_text("mine")
+    for out, message in ((note, "is a file"), (project, "holds no hybridrec output")):
+        result = CliRunner().invoke(main, ["bench", "--quick", "--out", str(out)])
+        assert result.exit_code == 1, result.output
+        assert message in result.output and "Traceback" not in result.output
+    assert note.read_text() == "mine" and sorted(p.name for p in project.iterdir()) == ["README"]
+
+
+def test_bench_refuses_earlier_results_mixed_with_other_files(
+    tmp_path: Path, no_benchmark: None
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    (out / "thesis.tex").write_text("mine")
+    result = CliRunner().invoke(main, ["bench", "--quick", "--out", str(out)])
+    assert result.exit_code == 1 and "thesis.tex" in result.output
+    assert (out / "thesis.tex").read_text() == "mine"
+
+
+def test_bench_refuses_an_unwritable_folder_before_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_benchmark: None
+) -> None:
+    import os
+
+    out = tmp_path / "locked"
+    out.mkdir()
+    real_access = os.access
+
+    def access(path, mode, **kwargs):  # as for a folder of someone else's, without write rights
+        if mode & os.W_OK and Path(path) in (out, tmp_path):
+            return False
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    result = CliRunner().invoke(main, ["bench", "--quick", "--out", str(out)])
+    assert result.exit_code == 1 and "no permission to write" in result.output
+    new = out / "new"
+    result = CliRunner().invoke(main, ["bench", "--quick", "--out", str(new)])
+    assert result.exit_code == 1 and "cannot create it: no permission" in result.output
+
+
+def test_bench_replaces_its_own_earlier_output_without_a_flag(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert invoke(*_tiny_bench_args(tmp_path), "--out", str(out)).exit_code == 0
+    first = json.loads((out / "results.json").read_text())["started_at"]
+    (out / "metrics_old-protocol.png").write_bytes(b"an earlier run's plot")
+    result = invoke(*_tiny_bench_args(tmp_path), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "results.json").read_text())["started_at"] != first
+    assert not (out / "metrics_old-protocol.png").exists()  # not this run's: removed
+    assert (out / "metrics_full-ranking.png").exists()
+
+
+def test_bench_users_zero_is_a_clean_error(tmp_path: Path, no_benchmark: None) -> None:
+    result = CliRunner().invoke(main, ["bench", "--quick", "--users", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "'--users': 0 is not in the range x>=1" in result.output

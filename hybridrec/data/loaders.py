@@ -176,7 +176,8 @@ def load_dataset(
     Args:
         name_or_path: a dataset name or a path.
         format: the format of a path (default: detected). One of ``ml-latest``, ``ml-100k``,
-            ``ml-1m``, ``amazon2018``, ``csv``, ``jsonl``.
+            ``ml-1m``, ``amazon2018``, ``csv``, ``jsonl``; ``tsv`` is ``csv`` split on tabs
+            (unless ``sep=`` says otherwise), for any file name (``.dat``, ``.txt``, ...).
         like_threshold: ratings at or above it count as liked (default 4.0).
         lenient: skip malformed rows (logged with their count, and recorded in
             ``dataset.skipped_rows``) instead of raising :class:`DataError`.
@@ -248,6 +249,8 @@ def load_dataset(
             path = path.parent
     if fmt in ("csv", "jsonl"):
         kwargs["format"] = fmt
+        if format == "tsv" and kwargs.get("sep") is None:
+            kwargs["sep"] = "\t"  # format="tsv" means tab-separated, whatever the file's name
     frames = _call_reader(fmt, path, lenient=lenient, kwargs=kwargs)
     if name is not None:
         frames.name = name

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from hybridrec.data.dataset import Dataset
+from hybridrec.errors import HybridrecError
 from hybridrec.eval import stats
-from hybridrec.eval.config import BenchConfig, RecommenderSpec
+from hybridrec.eval.config import BenchConfig, ConfigError, RecommenderSpec, dataset_label
 from hybridrec.eval.cost import latency, measure
 from hybridrec.eval.protocols import Evaluation, FullRanking, PairwiseAUC, build_protocols
 from hybridrec.persistence import library_versions
@@ -206,7 +207,7 @@ def run_benchmark(
     config: BenchConfig,
     *,
     progress: bool = False,
-    load: Callable[[str], Dataset] | None = None,
+    load: Callable[..., Dataset] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Run a benchmark; returns the results document and the per-user arrays.
@@ -214,7 +215,9 @@ def run_benchmark(
     Args:
         config: what to run.
         progress: show progress bars.
-        load: dataset loader (default :func:`hybridrec.load_dataset`).
+        load: dataset loader (default :func:`hybridrec.load_dataset`), called with a dataset
+            string as given, or with a mapping's ``path`` (else ``name``) and its other keys
+            (``label`` aside) as keyword arguments.
         on_row: called with each finished result row (the CLI prints them as they come).
 
     Example:
@@ -233,8 +236,9 @@ def run_benchmark(
     arrays: dict[str, np.ndarray] = {}
     protocol_docs: dict[str, dict[str, Any]] = {}
     dataset_docs: dict[str, Any] = {}
-    for ds_name in config.datasets:
-        dataset = load(ds_name)
+    # every dataset first: a bad path or option fails before any long work
+    loaded = [_load_entry(entry, i, load) for i, entry in enumerate(config.datasets)]
+    for ds_name, dataset in loaded:
         dataset_docs[ds_name] = dataset.info()
         for seed in config.seeds:
             protocols, skipped = build_protocols(dataset, config, seed)
@@ -303,6 +307,31 @@ def run_benchmark(
         "rows": rows,
     }
     return results, arrays
+
+
+def _load_entry(
+    entry: str | dict[str, Any], index: int, load: Callable[..., Dataset]
+) -> tuple[str, Dataset]:
+    """A config's dataset entry loaded, with its label (see :func:`dataset_label`).
+
+    A mapping is ``load(path or name, **other keys)``; an option the loader or the format does
+    not take (a ``TypeError``) or a bad option value (a plain ``ValueError``) becomes a
+    :class:`ConfigError` naming the entry. Data errors (:class:`DataError`) pass unchanged.
+    """
+    label = dataset_label(entry)
+    if isinstance(entry, str):
+        return label, load(entry)
+    options = {k: v for k, v in entry.items() if k not in ("path", "label")}
+    if "path" in entry:
+        source = entry["path"]
+    else:
+        source = options.pop("name")
+    try:
+        return label, load(source, **options)
+    except HybridrecError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError([f"datasets[{index}] ({label!r}): {err}"]) from err
 
 
 def _row(

@@ -70,7 +70,8 @@ def _check_protocol(name: str) -> str:
 
 
 def _check_dataset(value: Any) -> Any:
-    """A dataset is a name or path (string), or a mapping with a ``path`` or ``name`` string."""
+    """A dataset is a name or path (string), or a mapping with a ``path`` or ``name`` string
+    (and optionally a ``label`` string)."""
     if isinstance(value, str):
         if not value.strip():
             raise ValueError("a dataset name or path must not be empty")
@@ -82,7 +83,7 @@ def _check_dataset(value: Any) -> Any:
                 f"a dataset given as a mapping needs a 'path' or a 'name' key; it has "
                 f"{sorted(map(str, value)) or 'no keys'}"
             )
-        for key in keys:
+        for key in [*keys, *(["label"] if "label" in value else [])]:
             if not isinstance(value[key], str) or not value[key].strip():
                 raise ValueError(f"the dataset's {key!r} must be a non-empty string")
         return dict(value)
@@ -90,6 +91,23 @@ def _check_dataset(value: Any) -> Any:
         f"a dataset must be a name or path (string) or a mapping with 'path' or 'name', "
         f"not {type(value).__name__}"
     )
+
+
+def dataset_label(dataset: str | Mapping[str, Any]) -> str:
+    """A dataset's name in results: the string as given, or a mapping's ``label``, else its
+    path's file name, else its ``name``.
+
+    Example:
+        >>> dataset_label({"path": "data/user_artists.dat", "format": "tsv"})
+        'user_artists.dat'
+    """
+    if isinstance(dataset, str):
+        return dataset
+    if dataset.get("label"):
+        return str(dataset["label"])
+    if dataset.get("path"):
+        return Path(str(dataset["path"])).expanduser().name or str(dataset["path"])
+    return str(dataset["name"])
 
 
 def _unique(values: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -234,7 +252,10 @@ class BenchConfig:
 
     Attributes:
         datasets: datasets, each a name or path (see :func:`hybridrec.load_dataset`) or a
-            mapping with a ``path`` or ``name`` key and loading options (kept as given).
+            mapping with a ``path`` or ``name`` key, an optional ``label`` (its name in results;
+            default: the path's file name, or the name) and options of
+            :func:`~hybridrec.load_dataset` (``format``, ``sep``, ``columns``, ``items``, ...;
+            kept as given, checked when the dataset is loaded).
         protocols: any of ``full-ranking`` (leave-one-out, ranked against every item),
             ``sampled`` (1 positive + ``negatives`` sampled negatives, uniform and
             popularity-matched), ``pairwise-auc`` (TALLRec-style (history, candidate) pairs with
@@ -289,6 +310,13 @@ class BenchConfig:
                             "benchmark config")
         for name, value in _fields_of(checked).items():
             object.__setattr__(self, name, value)
+        names = [dataset_label(d) for d in self.datasets]
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise ConfigError(
+                [f"datasets: labels must be unique; {', '.join(map(repr, dupes))} repeated "
+                 "(give each a distinct 'label')"]
+            )
         labels = [r.label for r in self.recommenders]
         if len(set(labels)) != len(labels):
             dupes = sorted({label for label in labels if labels.count(label) > 1})

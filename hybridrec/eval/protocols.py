@@ -72,6 +72,23 @@ class Protocol(ABC):
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description}
 
+    def _note(self, notes: str) -> None:
+        """Put a split's caveat (no timestamps: a random hold-out) in front of the description."""
+        if notes:
+            self.description = f"NOTE: {notes}; where this text says 'by time', read that. " + (
+                self.description
+            )
+
+
+def _no_test_users(split: Split) -> str:
+    """Why a leave-one-out protocol has nobody to evaluate (the harness skips it with this)."""
+    need = split.params.get("min_interactions", 3)
+    return (
+        f"no test users with at least {need} interactions: leave-one-out holds out each "
+        "user's last interaction for test and the one before for validation, and users with "
+        "fewer go wholly to training"
+    )
+
 
 CHUNK = 128  # users per evaluation batch
 CALIBRATION_PAIRS = 2000  # training pairs every pairwise score is calibrated on
@@ -102,13 +119,16 @@ class FullRanking(Protocol):
 
     def __init__(self, dataset: Dataset, *, split: Split | None = None, **kwargs: Any) -> None:
         super().__init__(dataset, **kwargs)
-        self.split = split or leave_one_out(dataset)
+        self.split = split or leave_one_out(dataset, seed=self.seed)
         self.train = self.split.train_and_valid
         self.train_matrix = self.train.matrix("binary")
         test = self.split.test
         self.users = self.sample_users(test.active_users())
+        if len(self.users) == 0:
+            raise ValueError(_no_test_users(self.split))
         self.relevant = test.matrix("binary")[self.users]
         self.description = self.description.format(k0=self.k[0])
+        self._note(self.split.notes)
 
     @property
     def fit_data(self) -> Dataset:
@@ -208,10 +228,13 @@ class Sampled(Protocol):
             "from the items the user never interacted with, shuffled; score ties are broken at "
             "random (seeded). Sampled metrics are NOT comparable with full-ranking ones."
         )
-        split = split or leave_one_out(dataset)
+        split = split or leave_one_out(dataset, seed=self.seed)
+        self._note(split.notes)
         self.train = split.train_and_valid
         test = split.test.interactions
         users = self.sample_users(split.test.active_users())
+        if len(users) == 0:
+            raise ValueError(_no_test_users(split))
         positives = test.set_index("user").loc[users, "item"].to_numpy()
         self.users, self.positives = users, positives
         all_seen = dataset.matrix("binary").tocsr()
@@ -289,6 +312,10 @@ class PairwiseAUC(Protocol):
             "baselines: item mean (shrunk to the global mean), the user's mean over the history, "
             "and a logistic regression on both."
         )
+        if not getattr(dataset, "has_timestamps", True):
+            self._note(
+                "no timestamps: 'previous' and 'next' items follow the order of the file's rows"
+            )
         users = dataset.active_users()
         perm = np.random.default_rng(self.seed).permutation(users)
         n_test = max(1, int(round(test_frac * len(users))))
@@ -464,6 +491,8 @@ class ColdStart(Protocol):
             "fallback and is reported once as such."
         )
         self.split = split or cold_start(dataset, test_frac=frac, valid_frac=0.0, seed=self.seed)
+        if not getattr(dataset, "has_timestamps", True):
+            self._note("no timestamps: a user's 'first' liked items follow the file's row order")
         test = self.split.test
         liked = test.interactions[test.liked_mask]  # sorted by user, then time
         position = liked.groupby("user").cumcount().to_numpy()
@@ -616,7 +645,8 @@ def build_protocols(
     """
     common = {"seed": seed, "users": config.users, "k": config.k}
     # full ranking and the sampled protocols evaluate the same leave-one-out split: split once
-    loo = leave_one_out(dataset) if {"full-ranking", "sampled"} & set(config.protocols) else None
+    wanted = {"full-ranking", "sampled"} & set(config.protocols)
+    loo = leave_one_out(dataset, seed=seed) if wanted else None
     out: list[Protocol] = []
     skipped: dict[str, str] = {}
     for name in config.protocols:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 
 import hybridrec as hr
@@ -129,3 +130,85 @@ def test_several_seeds_get_their_own_plots_and_tables_line_up(tmp_path: Path) ->
     ]
     assert len({line.count("|") for line in table}) == 1  # header and rows have equal cells
     assert json.loads((tmp_path / "results.json").read_text())["config"]["seeds"] == [0, 1]
+
+
+HETREC = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "hetrec" / "user_artists.dat"
+
+
+def _small(datasets: list, **extra) -> BenchConfig:
+    return BenchConfig.from_dict(
+        {
+            "datasets": datasets,
+            "protocols": ["full-ranking"],
+            "recommenders": ["popularity"],
+            "k": [3],
+            "bootstrap": 3,
+            "latency_requests": 2,
+            "latency_warmup": 1,
+            **extra,
+        }
+    )
+
+
+def test_a_dataset_mapping_is_loaded_with_its_options_and_labelled() -> None:
+    entry = {
+        "path": str(HETREC),
+        "format": "tsv",
+        "columns": {"user_id": "userID", "item_id": "artistID"},
+    }
+    results, _ = run_benchmark(_small([entry, {**entry, "label": "lastfm"}]))
+    assert list(results["datasets"]) == ["user_artists.dat", "lastfm"]
+    assert results["datasets"]["lastfm"]["interactions"] == 15
+    ok = [(r["dataset"], r["recommender"]) for r in results["rows"] if r["status"] == "ok"]
+    assert ok == [("user_artists.dat", "popularity"), ("lastfm", "popularity")]
+
+
+def test_a_named_dataset_mapping_passes_its_options_to_the_loader() -> None:
+    calls = []
+
+    def load(source, **options):
+        calls.append((source, options))
+        return synthetic_dataset()
+
+    results, _ = run_benchmark(_small(["x", {"name": "y", "like_threshold": 3.0}]), load=load)
+    assert calls == [("x", {}), ("y", {"like_threshold": 3.0})]
+    assert list(results["datasets"]) == ["x", "y"]
+
+
+def test_bad_dataset_options_fail_before_any_run_naming_the_entry() -> None:
+    from hybridrec.eval.config import ConfigError
+
+    loaded = []
+
+    def load(source, **options):
+        if options:
+            return hr.load_dataset(source, **options)
+        loaded.append(source)
+        return synthetic_dataset()
+
+    config = _small(["x", {"path": str(HETREC), "format": "tsv", "sepp": "\t"}])
+    with pytest.raises(ConfigError, match=r"datasets\[1\] \('user_artists.dat'\).*'sepp'"):
+        run_benchmark(config, load=load)
+    with pytest.raises(ConfigError, match=r"datasets\[0\].*unknown format 'tvs'"):
+        run_benchmark(_small([{"path": str(HETREC), "format": "tvs"}]))
+
+
+def test_dataset_labels_must_be_unique() -> None:
+    from hybridrec.eval.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'user_artists.dat' repeated"):
+        _small([{"path": str(HETREC)}, {"path": "elsewhere/user_artists.dat"}])
+    with pytest.raises(ConfigError, match="the dataset's 'label' must be a non-empty string"):
+        _small([{"path": str(HETREC), "label": ""}])
+
+
+def test_no_eligible_users_skips_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "ones.csv"
+    path.write_text("user_id,item_id,rating\nu1,a,5\nu2,b,4\nu3,c,3\nu4,a,5\n")
+    config = _small([str(path)], protocols=["full-ranking", "sampled"], recommenders=["random"])
+    results, _ = run_benchmark(config)
+    rows = {r["protocol"]: r for r in results["rows"]}
+    assert set(rows) == {"full-ranking", "sampled"}
+    for row in rows.values():
+        assert row["status"] == "skipped" and row["recommender"] == "(protocol)"
+        assert row["error"].startswith("no test users with at least 3 interactions")

@@ -86,3 +86,21 @@ def test_cold_start_text_variant(ds: hr.Dataset) -> None:
     assert not np.array_equal(ev.per_user["ndcg@10"], pop.per_user["ndcg@10"])
     recs = emb.recommend(hr.UserContext(preference_text=text.texts[0]), k=3)
     assert {r.stage for r in recs} == {"embedding"} != {FALLBACK_STAGE}
+
+
+def test_data_without_timestamps_is_said_in_every_protocol() -> None:
+    import pandas as pd
+
+    from hybridrec.eval.config import BenchConfig
+    from hybridrec.eval.protocols import build_protocols
+
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{i}", float(rng.integers(1, 6))) for u in range(40) for i in range(12)]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating"])
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(12)], "genres": [["Drama"]] * 12})
+    ds = hr.Dataset.from_frames(frame, items, name="no-time")
+    assert not ds.has_timestamps
+    protocols, skipped = build_protocols(ds, BenchConfig(users=None, k=(5,)), seed=0)
+    assert {p.name for p in protocols} >= {"full-ranking", "sampled-random", "pairwise-auc"}
+    for proto in protocols:
+        assert proto.description.startswith("NOTE: no timestamps"), proto.name

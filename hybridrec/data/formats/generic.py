@@ -55,8 +55,10 @@ def read_generic(
     columns: Mapping[str, str] | None = None,
     items: str | Path | None = None,
     item_columns: Mapping[str, str] | None = None,
+    items_format: str | None = None,
     users: str | Path | None = None,
     user_columns: Mapping[str, str] | None = None,
+    users_format: str | None = None,
     list_columns: Mapping[str, str] | None = None,
     sep: str | None = None,
     encoding: str = "utf-8",
@@ -81,7 +83,11 @@ def read_generic(
             malformed).
         items: a catalogue file; ``item_columns`` maps ``item_id`` (and optionally ``title``,
             ``description``, ...) to its columns. Its other columns are kept as they are.
+        items_format: the catalogue's format: ``"csv"`` (split on commas), ``"tsv"`` (on
+            tabs) or ``"jsonl"``, for any file name. By default from its name (``.csv``,
+            ``.tsv``, ``.jsonl``), a csv one then split with ``sep``.
         users: a profile file; ``user_columns`` maps ``user_id`` (and other fields).
+        users_format: the profile file's format, as ``items_format``.
         list_columns: catalogue/profile columns holding lists in one string, with their
             separator, e.g. ``{"genres": "|"}``.
         sep: field separator of CSV files (default ``","``, or tab for ``.tsv``).
@@ -141,14 +147,14 @@ def read_generic(
     if items is not None:
         item_table = _side_file(
             Path(items), "item_id", item_columns, sep=sep, encoding=encoding, lenient=lenient,
-            list_columns=list_columns,
+            list_columns=list_columns, format=items_format,
         )
         skipped += item_table.skipped
         item_frame = item_table.frame
     if users is not None:
         user_table = _side_file(
             Path(users), "user_id", user_columns, sep=sep, encoding=encoding, lenient=lenient,
-            list_columns=list_columns,
+            list_columns=list_columns, format=users_format,
         )
         skipped += user_table.skipped
         user_frame = user_table.frame
@@ -242,11 +248,14 @@ def _side_file(
     encoding: str,
     lenient: bool,
     list_columns: Mapping[str, str] | None,
+    format: str | None = None,
 ) -> Table:
     """A catalogue or profile file: the key column (white space around ids removed) plus every
-    other column, renamed."""
+    other column, renamed. A given ``format`` sets the separator too (csv: comma, tsv: tab)."""
     require_file(path)
-    fmt = _format(path, None)
+    if format in ("csv", "tsv"):
+        format, sep = "csv", ("\t" if format == "tsv" else ",")
+    fmt = _format(path, format)
     mapping = dict(columns or {})
     mapping.setdefault(key, key)
     source_key = mapping[key]
