@@ -4,7 +4,8 @@ The simplest real reranker: the user is the unit vector the ``embedding`` retrie
 recency-weighted liked history and/or the user's own words, see
 :mod:`hybridrec.retrieval.retriever`), each candidate is the sentence-transformers embedding of
 its text (the catalogue's stored vector for a catalogue item, its own text encoded for an
-outside item), and the score is their cosine, with no popularity prior.
+outside item), and the score is their cosine, with no popularity prior. A request with neither
+history nor text scores every candidate 0, so the given order stands.
 """
 
 from __future__ import annotations

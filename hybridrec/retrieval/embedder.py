@@ -13,10 +13,18 @@ model folder includes a fingerprint of its files, so weights changed in place ne
 weights' vectors. The cache lives in ``cache_dir("embeddings")`` (:mod:`hybridrec.paths`:
 ``$HYBRIDREC_CACHE/embeddings``, default ``~/.cache/hybridrec/embeddings``), one folder per
 model identity, as ``.npz`` shards (``keys``: the 32-byte digests as ``uint8`` rows,
-``vectors``: float32), written atomically and read without pickle.
+``vectors``: float32, ``checksum``: the :func:`shard_checksum` of both), written atomically and
+read without pickle.
 
-The cache is a convenience and never fails the work it speeds up: an unreadable (truncated,
-corrupted) shard is skipped with one warning and deleted by the next compaction, and a cache
+The cache is a convenience and never fails the work it speeds up, and it never serves a vector
+it cannot vouch for. A shard is skipped with one warning (so its texts are encoded again) and
+deleted by the next compaction when it is unreadable (truncated, corrupted), when its checksum
+does not match its keys and vectors (a well-formed shard with the wrong vectors: edited,
+copied from elsewhere, or written by a buggy tool), when it holds non-finite vectors, or when
+it has no checksum at all (written by hybridrec before shards had one: such shards cannot be
+checked, so they are dropped, which costs one re-encode of their texts). Storing fresh vectors
+compacts the folder when it found such a shard, so the warning is not repeated by every later
+process. :class:`Embedder` also re-encodes cached vectors that are not of unit length. A cache
 that cannot be written (read-only or full disk) costs a warning, not the encode. Several
 processes may share a cache folder: a shard is written whole or not at all, and compaction
 (merging many shards into one) holds an advisory lock (``fcntl.flock`` on ``.lock`` in the
@@ -74,13 +82,28 @@ SHARD_ERRORS = (
     zipfile.BadZipFile, zlib.error,
 )
 
+#: the checksum domain of a cache shard (a new layout gets a new tag)
+SHARD_TAG = b"hybridrec-embedding-shard-v1"
+#: how far a cached vector's length may be from 1 before :class:`Embedder` re-encodes its text
+UNIT_TOLERANCE = 1e-3
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: what may be dropped from the start of an over-long text before it is cut (whitespace,
+#: control and the usual format characters, which the tokenizer drops anyway), so padding
+#: cannot push the words past the cap
+_LEADING_BLANK = re.compile(
+    r"^[\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u206f\ufeff\ufff9-\ufffb]+"
+)
 _MODELS: dict[tuple[str, str | None], tuple[Any, int]] = {}
 _MODELS_LOCK = threading.Lock()
 
 
 def sanitize_text(text: object) -> str:
     """A string the tokenizer accepts: ``None`` -> ``""``, lone surrogates replaced, capped.
+
+    A text longer than :data:`MAX_TEXT_CHARS` first loses its leading whitespace, control and
+    format characters (hostile padding), then is cut to the cap.
 
     Example:
         >>> sanitize_text("a\\ud800b") == "a\\ufffdb", sanitize_text(None)
@@ -91,7 +114,7 @@ def sanitize_text(text: object) -> str:
     if not isinstance(text, str):
         text = str(text)
     if len(text) > MAX_TEXT_CHARS:
-        text = text[:MAX_TEXT_CHARS]
+        text = _LEADING_BLANK.sub("", text, count=1)[:MAX_TEXT_CHARS]
     return _SURROGATE.sub("\ufffd", text)
 
 
@@ -118,6 +141,32 @@ def text_key(model_id: str, text: str) -> bytes:
     digest.update(b"\0")
     digest.update(text.encode("utf-8", "surrogatepass"))
     return digest.digest()
+
+
+def shard_checksum(model_id: str, keys: np.ndarray, vectors: np.ndarray) -> bytes:
+    """The sha256 a cache shard records: of the model identity, the shape, keys and vectors.
+
+    The vectors count as little-endian float32, C order. A shard whose recorded checksum
+    differs from this is not trusted (see :class:`EmbeddingCache`).
+
+    Example:
+        >>> keys = np.zeros((1, 32), np.uint8)
+        >>> a = shard_checksum("m", keys, np.ones((1, 2), np.float32))
+        >>> a == shard_checksum("m", keys, np.full((1, 2), 2.0, np.float32)), len(a)
+        (False, 32)
+    """
+    keys = np.ascontiguousarray(keys, dtype=np.uint8)
+    vectors = np.ascontiguousarray(vectors, dtype="<f4")
+    digest = hashlib.sha256(SHARD_TAG)
+    digest.update(b"\0" + model_id.encode("utf-8", "surrogatepass") + b"\0")
+    digest.update(struct.pack("<QQ", *vectors.shape) if vectors.ndim == 2 else b"?")
+    digest.update(keys.tobytes())
+    digest.update(vectors.tobytes())
+    return digest.digest()
+
+
+class UncheckedShardError(ValueError):
+    """A cache shard without a checksum (written before shards had one)."""
 
 
 def _slug(model_id: str) -> str:
@@ -165,16 +214,7 @@ class EmbeddingCache:
             if file.name in self._shards or file.name in self._bad:
                 continue
             try:
-                with np.load(file, allow_pickle=False) as data:
-                    keys, vectors = data["keys"], np.asarray(data["vectors"], np.float32)
-                if (
-                    keys.dtype != np.uint8
-                    or keys.ndim != 2
-                    or keys.shape[1] != 32
-                    or vectors.ndim != 2
-                    or len(keys) != len(vectors)
-                ):
-                    raise ValueError("unexpected keys/vectors layout")
+                keys, vectors = self._read_shard(file)
                 if blocks and vectors.shape[1] != blocks[0].shape[1]:
                     raise ValueError(f"dimension {vectors.shape[1]} != {blocks[0].shape[1]}")
             except FileNotFoundError:  # merged into another shard by a compaction meanwhile
@@ -182,17 +222,57 @@ class EmbeddingCache:
             except OSError as err:  # unreadable now (permissions, no file handles): not damaged
                 logger.warning("embedding cache: cannot read shard %s now (%s)", file, err)
                 continue
+            except UncheckedShardError as err:  # an older hybridrec's: cannot be vouched for
+                logger.warning(
+                    "embedding cache: skipping shard %s (%s); its texts are encoded again and "
+                    "it is deleted by the next compaction", file, err,
+                )
+                self._bad.add(file.name)
+                continue
             except SHARD_ERRORS as err:  # damaged: skipped from now on, deleted by compaction
                 logger.warning("embedding cache: skipping unreadable shard %s (%s)", file, err)
                 self._bad.add(file.name)
                 continue
             for i, key in enumerate(_key_bytes(keys)):
-                self._rows.setdefault(key, n + i)
+                self._rows[key] = n + i  # a later shard (newer write) wins
             blocks.append(vectors)
             n += len(vectors)
             self._shards.add(file.name)
         if len(blocks) > 1 or (blocks and self._vectors is None):
             self._vectors = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+
+    def _read_shard(self, file: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and vectors of a shard, checked against its checksum.
+
+        Raises:
+            UncheckedShardError: the shard has no checksum.
+            ValueError: bad layout, non-finite vectors or a checksum mismatch (and the other
+                :data:`SHARD_ERRORS` of a damaged file); ``OSError`` when it cannot be read now.
+        """
+        with np.load(file, allow_pickle=False) as data:
+            if "checksum" not in data.files:
+                raise UncheckedShardError("written without a checksum by an older hybridrec")
+            keys, vectors = data["keys"], np.asarray(data["vectors"], np.float32)
+            recorded = data["checksum"]
+        if (
+            keys.dtype != np.uint8
+            or keys.ndim != 2
+            or keys.shape[1] != 32
+            or vectors.ndim != 2
+            or len(keys) != len(vectors)
+        ):
+            raise ValueError("unexpected keys/vectors layout")
+        if (
+            recorded.dtype != np.uint8
+            or recorded.shape != (32,)
+            or recorded.tobytes() != shard_checksum(self.model_id, keys, vectors)
+        ):
+            raise ValueError(
+                "checksum mismatch: its vectors or keys are not the ones it was written with"
+            )
+        if not np.isfinite(vectors).all():
+            raise ValueError("non-finite vectors")
+        return keys, vectors
 
     def __len__(self) -> int:
         self._load()
@@ -223,10 +303,16 @@ class EmbeddingCache:
         if not info.exists():
             atomic_write_text(info, json.dumps({"model": self.model_id, "dim": vectors.shape[1]}))
         name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
-        atomic_write_bytes(self.folder / name, _npz_bytes(keys=keys_arr, vectors=vectors))
+        atomic_write_bytes(self.folder / name, self._shard_bytes(keys_arr, vectors))
         self._load()
-        if len(self._shards) + len(self._bad) > MAX_SHARDS:
+        # many shards, or damaged ones whose texts were (likely) just encoded again: merge and
+        # delete, so later processes neither read many files nor warn about the same shard
+        if self._bad or len(self._shards) > MAX_SHARDS:
             self.compact(wait=False)  # another process compacting now will do
+
+    def _shard_bytes(self, keys: np.ndarray, vectors: np.ndarray) -> bytes:
+        checksum = np.frombuffer(shard_checksum(self.model_id, keys, vectors), np.uint8)
+        return _npz_bytes(keys=keys, vectors=vectors, checksum=checksum)
 
     def compact(self, *, wait: bool = True) -> bool:
         """Merge the shards read into one and delete them, and delete unreadable shards.
@@ -256,7 +342,7 @@ class EmbeddingCache:
                 rows = np.fromiter(self._rows.values(), np.int64, len(self._rows))
                 vectors = self._vectors[rows]
                 name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
-                atomic_write_bytes(self.folder / name, _npz_bytes(keys=keys, vectors=vectors))
+                atomic_write_bytes(self.folder / name, self._shard_bytes(keys, vectors))
                 self._rows = {k: i for i, k in enumerate(_key_bytes(keys))}
                 self._vectors = vectors
                 self._shards = {name}
@@ -486,6 +572,8 @@ class Embedder:
             if vectors is not None and vectors.shape[1] != self._dim:
                 logger.warning("embedding cache of %s: other dimension; ignored", self.model_id)
                 vectors, found = None, np.zeros(len(unique), bool)
+            if vectors is not None and found.any():
+                found = self._unit_rows(vectors, found, cache)
         self.stats.cache_hits += int(found.sum())
         todo = np.flatnonzero(~found)
         if len(todo):
@@ -498,6 +586,26 @@ class Embedder:
                 self._cache_put(cache, [keys[i] for i in todo], fresh)
         assert vectors is not None
         return vectors[[where[t] for t in clean]]
+
+    def _unit_rows(
+        self, vectors: np.ndarray, found: np.ndarray, cache: EmbeddingCache
+    ) -> np.ndarray:
+        """``found`` less the cached vectors that are not of unit length (encoded again).
+
+        The encoder stores unit vectors only, so another length means a cache written by
+        something else; the checksums of shards cannot tell, as they are written with it.
+        """
+        rows = np.flatnonzero(found)
+        norms = np.linalg.norm(vectors[rows], axis=1)
+        bad = rows[~(np.abs(norms - 1.0) <= UNIT_TOLERANCE)]  # NaN counts as bad
+        if len(bad):
+            logger.warning(
+                "embedding cache %s: %d cached vector(s) are not of unit length; encoding "
+                "their texts again", cache.folder, len(bad),
+            )
+            found = found.copy()
+            found[bad] = False
+        return found
 
     def _cache_put(self, cache: EmbeddingCache, keys: list[bytes], vectors: np.ndarray) -> None:
         """Store fresh vectors; a cache that cannot be written costs a warning, not the encode."""

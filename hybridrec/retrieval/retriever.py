@@ -4,6 +4,17 @@ Fitting embeds every catalogue item's text (:meth:`Dataset.item_texts`) with a
 sentence-transformers model (cached on disk, see :mod:`hybridrec.retrieval.embedder`) and puts
 the unit vectors in a FAISS index (see :mod:`hybridrec.retrieval.index`), item code = FAISS id.
 
+Items without text: a text that is empty, or only whitespace, control or format characters
+(:func:`~hybridrec.retrieval.embedder.is_blank`), says nothing about its item, so the item gets
+a zero vector instead of the vector of an empty string (which would make all such items look
+alike, and like every query near it): it is neutral to every query and to the user vectors it
+is part of, and it is found only through the popularity prior. Fitting logs a warning naming
+how many items that is (``empty_texts_``). A catalogue in which *every* item text is empty
+(no title, description, ... columns, or ``text_fields`` naming none that is filled) is refused
+with a :class:`~hybridrec.errors.DataError`: content retrieval cannot tell its items apart.
+Hostile texts (megabytes long, NUL and other control characters, lone surrogates, bidi
+marks) are cleaned and capped before encoding (:func:`~hybridrec.retrieval.embedder.sanitize_text`).
+
 A user becomes one unit vector:
 
 * **history**: the recency-weighted mean of the embeddings of the items they liked, minus
@@ -68,7 +79,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from hybridrec.data.dataset import Dataset
-from hybridrec.data.text import ItemTextBuilder
+from hybridrec.data.text import DEFAULT_FIELDS, ItemTextBuilder
 from hybridrec.errors import DataError, ModelFileError
 from hybridrec.models import (
     DEFAULT_SENTENCE_TRANSFORMER,
@@ -87,7 +98,8 @@ logger = logging.getLogger(__name__)
 INDEX_FOLDER = "index"
 FALLBACKS = ("popularity", "error")
 NO_INPUT = (
-    "a user has no history and no preference text; give either, or use fallback='popularity'"
+    "a user has no history (or only items without text) and no preference text; give either, "
+    "or use fallback='popularity'"
 )
 
 
@@ -156,6 +168,38 @@ def _item_digests(texts: Sequence[str]) -> np.ndarray:
     """sha256 of each text as an ``(n, 32)`` uint8 array."""
     blob = b"".join(hashlib.sha256(sanitize_text(t).encode("utf-8")).digest() for t in texts)
     return np.frombuffer(blob, dtype=np.uint8).reshape(len(texts), 32).copy()
+
+
+def _blank_mask(texts: Sequence[object]) -> np.ndarray:
+    """Which texts are empty (see :func:`~hybridrec.retrieval.embedder.is_blank`)."""
+    return np.fromiter((is_blank(t) for t in texts), bool, len(texts))
+
+
+def _shown_ids(ids: Sequence[object], limit: int = 5) -> str:
+    shown = ", ".join(repr(str(i)) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _no_text_message(train: Dataset, fields: Sequence[str] | None) -> str:
+    """Why a catalogue has no item text at all, and what to do (the fit's ``DataError``)."""
+    chosen = list(fields) if fields is not None else list(DEFAULT_FIELDS)
+    columns = [str(c) for c in getattr(train.items, "columns", [])]
+    present = [f for f in chosen if f in columns]
+    if present:
+        why = f"its column(s) {present} are empty for every item"
+    else:
+        why = "the catalogue has none of the columns the text builder reads"
+    others = [c for c in columns if c != "item_id" and c not in present]
+    hint = "give items a text (title, description, ...)"
+    hint += (
+        f", or choose text_fields among the catalogue's other columns {others[:10]}"
+        if others
+        else ", or choose text_fields naming the columns that hold it"
+    )
+    return (
+        f"every item text is empty ({train.n_items} items): {why} (text_fields={chosen}); "
+        f"{hint}. An embedding retriever cannot tell items without text apart"
+    )
 
 
 def catalogue_checksum(digests: np.ndarray) -> str:
@@ -284,14 +328,40 @@ class EmbeddingRetriever(Recommender):
         assert self.text_digests_ is not None
         return catalogue_checksum(self.text_digests_)
 
+    @property
+    def empty_texts_(self) -> int | None:
+        """How many items have no text (a zero vector; ``None`` before fitting).
+
+        Counted from the embeddings, so it holds after :meth:`update_item_texts` and loading
+        too (a retriever saved before items without text got zero vectors counts 0).
+        """
+        if self.embeddings_ is None:
+            return None
+        return int((~np.any(self.embeddings_ != 0, axis=1)).sum())
+
     # ------------------------------------------------------------------ fitting
     def _fit(self, train: Dataset) -> None:
         builder = None if self.text_fields is None else ItemTextBuilder(fields=self.text_fields)
         texts = train.item_texts(builder)
+        blank = _blank_mask(texts)
+        if len(texts) and blank.all():
+            self.item_ids_ = None  # the base class stored the vocabularies: not fitted now
+            raise DataError(_no_text_message(train, self.text_fields), field="text_fields")
+        if blank.any():
+            logger.warning(
+                "%d of %d item texts are empty (item(s) %s): those items get no text vector "
+                "and can only be found through the popularity prior; give them a title or "
+                "description, or choose text_fields (now %s)",
+                int(blank.sum()), len(texts), _shown_ids(list(train.item_ids[blank])),
+                self.text_fields if self.text_fields is not None else list(DEFAULT_FIELDS),
+            )
         self.like_threshold_ = float(train.like_threshold)
         self.text_digests_ = _item_digests(texts)
         logger.info("embedding %d item texts with %s", len(texts), self.embedder.model_id)
-        self.embeddings_ = np.ascontiguousarray(self.embedder.encode(texts), dtype=np.float32)
+        todo = np.flatnonzero(~blank)
+        vectors = self.embedder.encode([texts[i] for i in todo])  # some: not all are blank
+        self.embeddings_ = np.zeros((len(texts), vectors.shape[1]), np.float32)
+        self.embeddings_[todo] = vectors
         self.model_id_ = self.embedder.model_id
         self.item_bias_ = popularity_bias(self.popularity_)
         self.index_ = VectorIndex(self.embeddings_.shape[1] + 1, self._index_config).build(
@@ -591,7 +661,9 @@ class EmbeddingRetriever(Recommender):
 
         Raises:
             UnknownIdError: an id is not in the catalogue.
-            DataError: two keys name the same item (``1`` and ``"1"`` are both item ``"1"``).
+            DataError: two keys name the same item (``1`` and ``"1"`` are both item ``"1"``),
+                or the new texts would leave every item without text. An empty new text is
+                accepted with a warning: its item gets a zero vector (see the module docstring).
 
         Example:
             >>> # rec.update_item_texts({"1": "Toy Story (1995). Genres: Animation"})
@@ -615,7 +687,25 @@ class EmbeddingRetriever(Recommender):
         if not len(changed):
             return 0
         codes, digests = codes[changed], digests[changed]
-        vectors = np.asarray(self.embedder.encode([new_texts[i] for i in changed]), np.float32)
+        new_blank = _blank_mask([new_texts[i] for i in changed])
+        if new_blank.any():
+            blank_after = ~np.any(self.embeddings_ != 0, axis=1)
+            blank_after[codes] = new_blank
+            if blank_after.all():
+                raise DataError(
+                    "these texts would leave every item text empty (an embedding retriever "
+                    "cannot tell items without text apart); nothing was updated",
+                    field="text",
+                )
+            logger.warning(
+                "%d new item text(s) are empty (item(s) %s): those items get no text vector "
+                "and can only be found through the popularity prior",
+                int(new_blank.sum()), _shown_ids(list(self.item_ids_[codes[new_blank]])),
+            )
+        vectors = np.zeros((len(changed), self.dim), np.float32)
+        todo = changed[~new_blank]
+        if len(todo):
+            vectors[~new_blank] = self.embedder.encode([new_texts[i] for i in todo])
         assert self.item_bias_ is not None
         self.index_.update(np.hstack([vectors, self.item_bias_[codes, None]]), codes)
         self.embeddings_[codes] = vectors

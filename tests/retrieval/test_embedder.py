@@ -22,11 +22,13 @@ from hybridrec.persistence import load_arrays
 from hybridrec.retrieval.embedder import (
     LOCK_FILE,
     MAX_SHARDS,
+    MAX_TEXT_CHARS,
     Embedder,
     EmbeddingCache,
     cache_root,
     is_blank,
     sanitize_text,
+    shard_checksum,
     text_key,
 )
 
@@ -316,3 +318,157 @@ def test_control_and_format_characters_are_blank() -> None:
         assert is_blank(text), repr(text)
     for text in ["a", "\u200bx", "🚀", "\ud800"]:
         assert not is_blank(text), repr(text)
+
+
+# ---------------------------------------------------------------------- well-formed, wrong shards
+def rewrite_shard(shard: Path, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Give a shard other vectors, keeping a valid layout and its recorded checksum (as an edit,
+    a copy from elsewhere or a buggy tool would): every array still reads, every CRC matches."""
+    with np.load(shard, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["vectors"] = np.ascontiguousarray(change(arrays["vectors"]), np.float32)
+    with open(shard, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def test_shard_with_wrong_vectors_is_skipped_and_its_texts_encoded_again(
+    tmp_path: Path, plain: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = Embedder(cache=tmp_path, show_progress=False)
+    right = first.encode(TEXTS)
+    [shard] = first.cache.folder.glob("shard-*.npz")
+    with np.load(shard, allow_pickle=False) as data:
+        assert data["checksum"].tobytes() == shard_checksum(
+            first.model_id, data["keys"], data["vectors"]
+        )
+    rewrite_shard(shard, lambda v: v[::-1])  # other texts' vectors: still unit length
+    with np.load(shard, allow_pickle=False) as data:  # well-formed: it reads
+        assert data["vectors"].shape == right.shape
+
+    again = Embedder(cache=tmp_path, show_progress=False)
+    with caplog.at_level(logging.WARNING):
+        got = again.encode(TEXTS)
+    assert "checksum mismatch" in caplog.text and str(shard.name) in caplog.text
+    assert again.stats.encoded == len(TEXTS) and again.stats.cache_hits == 0
+    np.testing.assert_allclose(got, plain.encode(TEXTS), atol=1e-5)  # as without a cache
+    assert not shard.exists()  # storing the fresh vectors compacted the bad shard away
+
+    caplog.clear()
+    third = Embedder(cache=tmp_path, show_progress=False)
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_array_equal(third.encode(TEXTS), got)
+    assert third.stats.cache_hits == len(TEXTS) and not caplog.text  # warned once, not again
+
+
+def test_shard_checksum_covers_keys_vectors_and_model(tmp_path: Path) -> None:
+    cache = EmbeddingCache("m", tmp_path)
+    keys = [text_key("m", t) for t in ("a", "b")]
+    cache.put(keys, np.eye(2, dtype=np.float32))
+    [shard] = cache.folder.glob("shard-*.npz")
+    with np.load(shard, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    base = shard_checksum("m", arrays["keys"], arrays["vectors"])
+    assert shard_checksum("other-model", arrays["keys"], arrays["vectors"]) != base
+    assert shard_checksum("m", arrays["keys"][::-1], arrays["vectors"]) != base
+    flipped = arrays["vectors"].copy()
+    flipped.view(np.uint8)[0, 0] ^= 1  # one bit of one float
+    assert shard_checksum("m", arrays["keys"], flipped) != base
+    # the same shard copied into another model's folder is not trusted there either
+    other = EmbeddingCache("other-model", tmp_path)
+    other.folder.mkdir(parents=True)
+    (other.folder / shard.name).write_bytes(shard.read_bytes())
+    assert other.get([text_key("m", "a")])[1].tolist() == [False]
+    assert shard.name in other._bad
+
+
+@pytest.mark.parametrize("kind", ["no checksum", "non-finite", "swapped keys"])
+def test_unverifiable_shards_are_dropped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    cache = EmbeddingCache("m", tmp_path)
+    keys = [text_key("m", str(i)) for i in range(4)]
+    cache.put(keys[:2], np.eye(2, dtype=np.float32))  # a good shard
+    good = {p.name for p in cache.folder.glob("shard-*.npz")}
+    bad = cache.folder / "shard-99999999999999999999-bad.npz"
+    vectors = np.eye(2, dtype=np.float32)
+    arrays = {"keys": np.frombuffer(b"".join(keys[2:]), np.uint8).reshape(2, 32),
+              "vectors": vectors}
+    if kind == "no checksum":  # written by hybridrec before shards had one
+        pass
+    elif kind == "non-finite":  # the checksum matches, the vectors are unusable
+        arrays["vectors"] = np.full((2, 2), np.nan, np.float32)
+        arrays["checksum"] = np.frombuffer(
+            shard_checksum("m", arrays["keys"], arrays["vectors"]), np.uint8
+        )
+    else:  # each vector under the other text's key
+        arrays["checksum"] = np.frombuffer(
+            shard_checksum("m", arrays["keys"], vectors), np.uint8
+        )
+        arrays["keys"] = arrays["keys"][::-1].copy()
+    with open(bad, "wb") as fh:
+        np.savez(fh, **arrays)
+    fresh = EmbeddingCache("m", tmp_path)
+    with caplog.at_level(logging.WARNING):
+        got, found = fresh.get(keys)
+    assert found.tolist() == [True, True, False, False]
+    np.testing.assert_array_equal(got[:2], np.eye(2))
+    expected = {"no checksum": "without a checksum", "non-finite": "non-finite",
+                "swapped keys": "checksum mismatch"}[kind]
+    assert expected in caplog.text and bad.name in caplog.text
+    assert fresh.compact()
+    assert {p.name for p in cache.folder.glob("shard-*.npz")} == good  # the bad one: gone
+
+
+def test_cached_vectors_not_of_unit_length_are_encoded_again(
+    tmp_path: Path, plain: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder = Embedder(cache=tmp_path, show_progress=False)
+    key = text_key(embedder.model_id, TEXTS[0])
+    # a shard with a valid checksum but a vector the encoder never makes (written by a tool)
+    embedder.cache.put([key], np.full((1, 384), 0.5, np.float32))
+    with caplog.at_level(logging.WARNING):
+        got = embedder.encode(TEXTS[:1])
+    assert "not of unit length" in caplog.text and embedder.stats.encoded == 1
+    want = plain.encode(TEXTS[:1])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # the fresh vector, stored later, wins over the bad one from now on
+    again = Embedder(cache=tmp_path, show_progress=False)
+    np.testing.assert_allclose(again.encode(TEXTS[:1]), want, atol=1e-5)
+    assert again.stats.cache_hits == 1 and again.stats.encoded == 0
+
+
+# ---------------------------------------------------------------------- hostile texts
+def test_padding_cannot_push_the_words_past_the_cap(plain: Embedder) -> None:
+    words = "astronauts explore a distant planet"
+    for pad in ["\x00", " ", "\u200f", "\u202e", "\ufeff", "\x1b", "\u2066"]:
+        padded = pad * (MAX_TEXT_CHARS + 10) + words
+        assert sanitize_text(padded) == words, repr(pad)
+        assert not is_blank(padded)
+    assert len(sanitize_text("x" * 10 * MAX_TEXT_CHARS)) == MAX_TEXT_CHARS
+    assert sanitize_text("  short  ") == "  short  "  # short texts are left alone
+    np.testing.assert_allclose(
+        plain.encode(["\x00" * (MAX_TEXT_CHARS + 1) + words])[0], plain.encode_one(words),
+        atol=1e-5,
+    )
+
+
+def test_hostile_texts_encode_to_unit_vectors(tmp_path: Path) -> None:
+    hostile = [
+        "nul\x00inside\x00text",
+        "\u202eright-to-left override\u202c and \u200fmarks\u200e",
+        "\u2066isolate\u2069 \u061c arabic mark",
+        "lone \udc80 low and \ud800 high surrogates \ud83d",
+        "\ufeffbom and \ufffe noncharacter \U0010ffff",
+        "combining " + "\u0301" * 5_000,
+        "x" * 2_000_000,
+        "\x00" * 100_000,
+        "\r\n\t\x0b\x0c\x85\u2028\u2029",
+    ]
+    embedder = Embedder(cache=tmp_path, show_progress=False)
+    vectors = embedder.encode(hostile)
+    assert vectors.shape == (len(hostile), 384) and np.isfinite(vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # and they come back from the cache (keys of texts with surrogates included)
+    again = Embedder(cache=tmp_path, show_progress=False)
+    np.testing.assert_array_equal(again.encode(hostile), vectors)
+    assert again.stats.encoded == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -96,7 +97,7 @@ def test_empty_history_and_no_text_falls_back_to_popularity(
     assert [r.item_id for r in recs] == [str(fitted.item_ids_[c]) for c in expected]
     assert [r.score for r in recs] == [float(popularity[c]) for c in expected]
     strict = EmbeddingRetriever(fallback="error").fit(movies)
-    with pytest.raises(DataError, match="no history and no preference text"):
+    with pytest.raises(DataError, match="no history .*and no preference text"):
         strict.recommend(UserContext(), k=5)
     with pytest.raises(ValueError, match="fallback"):
         EmbeddingRetriever(fallback="random")
@@ -426,17 +427,157 @@ def test_control_and_format_characters_are_no_text(
     assert fitted.recommend(UserContext(preference_text=text), k=5) == fitted.recommend(
         UserContext(), k=5
     )
-    with pytest.raises(DataError, match="no history and no preference text"):
+    with pytest.raises(DataError, match="no history .*and no preference text"):
         strict.recommend(UserContext(preference_text=text), k=3)
 
 
 def test_score_honours_fallback_error(strict: EmbeddingRetriever) -> None:
-    with pytest.raises(DataError, match="no history and no preference text"):
+    with pytest.raises(DataError, match="no history .*and no preference text"):
         strict.score(UserContext(), ["scifi0", "horror1"])
-    with pytest.raises(DataError, match="no history and no preference text"):
+    with pytest.raises(DataError, match="no history .*and no preference text"):
         strict.score(UserContext(preference_text="\u200b"), ["scifi0"])
     assert np.isfinite(strict.score("fan-scifi-0", ["scifi5", "horror1"])).all()
     assert np.isfinite(strict.score(UserContext(preference_text="ghosts"), ["horror1"])).all()
+
+
+# ---------------------------------------------------------------------- items without text
+def catalogue(titles: list[object], **more: list[object]) -> Dataset:
+    ids = [f"i{n}" for n in range(len(titles))]
+    items = pd.DataFrame({"item_id": ids, "title": titles, **more})
+    frame = pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ids[:2] + ids[-1:]})
+    return Dataset.from_frames(frame, items)
+
+
+def test_catalogue_without_any_text_is_refused(movies: Dataset) -> None:
+    no_columns = Dataset.from_frames(pd.DataFrame({"user_id": ["u"], "item_id": ["1"]}))
+    with pytest.raises(DataError, match="every item text is empty .*none of the columns"):
+        hr.create("embedding").fit(no_columns)
+    blank = catalogue(["", "  ", None, "\x00\u200b"], year=[None] * 4)
+    rec = hr.create("embedding")
+    with pytest.raises(DataError, match=r"column\(s\) \['title', 'year'\] are empty") as err:
+        rec.fit(blank)
+    assert "text_fields" in str(err.value) and "give items a text" in str(err.value)
+    assert not rec.is_fitted
+    # text_fields naming no filled column: the message names them and the other columns
+    with pytest.raises(DataError, match=r"text_fields=\['plot'\].*other columns \['title'"):
+        EmbeddingRetriever(text_fields=["plot"]).fit(movies)
+    # a refused refit leaves no half-fitted retriever behind
+    fitted = EmbeddingRetriever().fit(movies)
+    with pytest.raises(DataError):
+        fitted.fit(blank)
+    assert not fitted.is_fitted
+
+
+def test_items_without_text_get_zero_vectors_and_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = catalogue(
+        ["A starship crew explores distant galaxies", "", "Two strangers fall in love in Paris",
+         "\u200b\x00", "A haunted house terrorises a family"]
+    )
+    with caplog.at_level(logging.WARNING, logger="hybridrec.retrieval.retriever"):
+        rec = EmbeddingRetriever(index="flat", popularity_weight=0.0).fit(data)
+    assert "2 of 5 item texts are empty (item(s) 'i1', 'i3')" in caplog.text
+    assert "popularity prior" in caplog.text
+    assert rec.empty_texts_ == 2
+    norms = np.linalg.norm(rec.embeddings_, axis=1)
+    assert norms.tolist()[1] == norms.tolist()[3] == 0.0
+    np.testing.assert_allclose(norms[[0, 2, 4]], 1.0, atol=1e-5)
+    # neutral to every query: they rank below every item whose text is near the query
+    ranked = [r.item_id for r in rec.search("space adventure", k=5)]
+    assert ranked[0] == "i0" and {r.score for r in rec.search("space", k=5)
+                                  if r.item_id in ("i1", "i3")} == {0.0}
+    # a user who only saw an item without text has nothing to go on: popularity answers
+    assert rec.user_vector(UserContext(history=[Interaction("i1")])).tolist() == [0.0] * 384
+    # the count survives saving, and follows text updates
+    again = EmbeddingRetriever.load(rec.save(tmp_path / "m"))
+    assert again.empty_texts_ == 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hybridrec.retrieval.retriever"):
+        assert again.update_item_texts({"i1": "Sushi chefs at work", "i0": " "}) == 2
+    assert "1 new item text(s) are empty (item(s) 'i0')" in caplog.text
+    assert again.empty_texts_ == 2 and again.search("sushi", k=1)[0].item_id == "i1"
+    # leaving no text at all is refused, and changes nothing
+    before = again.embeddings_.copy()
+    with pytest.raises(DataError, match="every item text empty"):
+        again.update_item_texts({"i1": "", "i2": None, "i4": "\u200e"})
+    np.testing.assert_array_equal(again.embeddings_, before)
+
+
+# ---------------------------------------------------------------------- damaged caches
+def test_cache_shard_with_wrong_vectors_is_encoded_again(movies: Dataset, tmp_path: Path) -> None:
+    cached = EmbeddingRetriever(cache=str(tmp_path)).fit(movies)
+    [shard] = cached.embedder.cache.folder.glob("shard-*.npz")
+    with np.load(shard, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["vectors"] = np.roll(arrays["vectors"], 1, axis=0)  # well-formed, unit, wrong
+    with open(shard, "wb") as fh:
+        np.savez(fh, **arrays)
+    refit = EmbeddingRetriever(cache=str(tmp_path)).fit(movies)
+    assert refit.embedder.stats.encoded == movies.n_items  # nothing taken from the bad shard
+    plain = EmbeddingRetriever(cache=False).fit(movies)
+    np.testing.assert_allclose(refit.embeddings_, plain.embeddings_, atol=1e-5)
+    assert refit.search("ghosts", k=3) == plain.search("ghosts", k=3)
+
+
+# ---------------------------------------------------------------------- swapped index files
+def test_index_file_of_another_retriever_is_refused(
+    saved: Path, tmp_path: Path, movies: Dataset
+) -> None:
+    items = movies.items.copy()
+    items["description"] = items["description"].iloc[::-1].to_numpy()  # same size, other texts
+    frame = pd.DataFrame({"user_id": ["x"], "item_id": [items["item_id"][0]]})
+    other = EmbeddingRetriever().fit(Dataset.from_frames(frame, items)).save(tmp_path / "other")
+    assert (other / "index" / "index.faiss").stat().st_size == (
+        saved / "index" / "index.faiss"
+    ).stat().st_size
+    folder = tmp_path / "swapped"
+    shutil.copytree(saved, folder)
+    shutil.copyfile(other / "index" / "index.faiss", folder / "index" / "index.faiss")
+    with pytest.raises(ModelFileError, match="index.faiss: checksum mismatch"):
+        EmbeddingRetriever.load(folder)
+    # the index folder's own manifest rewritten to match: the retriever's manifest still refuses
+    index_manifest = read_manifest(folder / "index", verify=False)
+    rewrite(folder / "index", index_manifest)
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        EmbeddingRetriever.load(folder)
+
+
+# ---------------------------------------------------------------------- hostile texts
+HOSTILE = {
+    "long": "An epic saga " + "of wars and kings " * 100_000,
+    "nul": "Space\x00pirates\x00raid a\x00freighter",
+    "control": "\x1b[31mRed\x1b[0m alert on the \x07starship\x08",
+    "surrogate": "Ghost \ud800 story with \udfff halves \ud83d",
+    "rtl": "\u202eA haunted mansion\u202c \u200fمنزل مسكون\u200e \u2067isolate\u2069",
+    "bom": "\ufeffCooking \ufffe pasta \U0010ffff in Rome",
+    "padded": "\x00" * 40_000 + "Zombies overrun a town",
+    "plain": "Two strangers fall in love in Paris",
+}
+
+
+def test_hostile_item_texts_fit_search_and_save(tmp_path: Path) -> None:
+    ids = list(HOSTILE)
+    items = pd.DataFrame({"item_id": ids, "description": list(HOSTILE.values())})
+    frame = pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ["nul", "rtl", "plain"]})
+    data = Dataset.from_frames(frame, items)
+    rec = EmbeddingRetriever(text_fields=["description"], cache=str(tmp_path / "c")).fit(data)
+    assert len(rec.index_) == len(ids) and np.isfinite(rec.embeddings_).all()
+    assert rec.empty_texts_ == 0
+    assert rec.search("zombies", k=1)[0].item_id == "padded"
+    assert rec.search("space pirates", k=1)[0].item_id == "nul"
+    for query in [*HOSTILE.values(), "\ud800", "\u202e\u202c x", "a\x00b", "x" * 3_000_000]:
+        results = rec.search(query, k=3)
+        assert len(results) == 3 and all(np.isfinite(r.score) for r in results)
+        recs = rec.recommend(UserContext(history=[Interaction("nul")], preference_text=query), k=3)
+        assert len(recs) == 3 and "nul" not in {r.item_id for r in recs}
+    assert len(rec.recommend("u", k=4)) == 4
+    assert rec.update_item_texts({"plain": "\u202e\x00" + HOSTILE["surrogate"]}) == 1
+    again = EmbeddingRetriever.load(rec.save(tmp_path / "m"))
+    assert again.search("ghost story", k=3) == rec.search("ghost story", k=3)
+    # refitting reads every hostile text back from the cache
+    refit = EmbeddingRetriever(text_fields=["description"], cache=str(tmp_path / "c")).fit(data)
+    assert refit.embedder.stats.encoded == 0
 
 
 # ---------------------------------------------------------------------- the contract
