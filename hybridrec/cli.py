@@ -408,9 +408,10 @@ def fit_cmd(
 @main.command("recommend")
 @click.option(
     "--dataset",
-    default="ml-latest-small",
-    show_default=True,
-    help="Dataset name or path to fit on (and to read item titles from).",
+    default=None,
+    help="Dataset name or path to fit on and read titles from (default ml-latest-small). With "
+    "--model: left out, the titles saved with the model are shown; given, it must be the "
+    "catalogue the model was fitted on.",
 )
 @dataset_options
 @click.option("--recommender", "-r", default="popularity", show_default=True)
@@ -443,8 +444,19 @@ def recommend_cmd(
 
     if user is None and history is None and text is None:
         raise click.UsageError("give --user, --history or --text")
+    if model and dataset is None and load_options:
+        raise click.UsageError("dataset options need --dataset")
     try:
-        rec, ds = _load_or_fit(model, dataset, recommender, _parse_params(param), load_options)
+        if model and dataset is None:
+            from hybridrec.registry import load
+
+            rec, ds = load(model), None
+        else:
+            rec, ds = _load_or_fit(
+                model, dataset or "ml-latest-small", recommender, _parse_params(param), load_options
+            )
+            if model:
+                rec.check_catalogue(ds)
         if history is not None or text is not None:
             hist = tuple(Interaction(i.strip()) for i in (history or "").split(",") if i.strip())
             target: Any = UserContext(user, hist, text)
@@ -453,9 +465,13 @@ def recommend_cmd(
         recs = rec.recommend(target, k=k, on_unused="ignore")  # notes are printed below
     except (HybridrecError, OSError, ValueError, TypeError) as err:
         _fail(err)
-    titles = ds.items.set_index("item_id")["title"] if "title" in ds.items.columns else None
+    titles = None
+    if ds is not None and "title" in ds.items.columns:
+        titles = ds.items.set_index("item_id")["title"]
 
     def title(item_id: str) -> str:
+        if ds is None:
+            return rec.item_title(item_id)
         if titles is None or item_id not in titles.index:
             return ""
         value = titles.loc[item_id]

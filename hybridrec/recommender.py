@@ -132,6 +132,9 @@ class Recommender(ABC):
         self.popularity_: np.ndarray | None = None
         self._user_lookup: dict[str, int] | None = None
         self._item_lookup: dict[str, int] | None = None
+        #: the name of the dataset fitted on and its item titles ("" where none)
+        self.catalogue_name_: str | None = None
+        self.item_titles_: np.ndarray | None = None
 
     # ------------------------------------------------------------------ parameters
     def get_params(self) -> dict[str, Any]:
@@ -154,6 +157,8 @@ class Recommender(ABC):
             raise ValueError(f"cannot fit {self.name or type(self).__name__} on no interactions")
         self.item_ids_ = train.item_ids
         self.user_ids_ = train.user_ids
+        self.catalogue_name_ = train.name
+        self.item_titles_ = _titles(train)
         self._user_lookup = self._item_lookup = None  # rebuilt for the new vocabularies
         self.seen_ = train.matrix("binary")
         self.popularity_ = train.item_popularity().astype(np.float32)
@@ -163,6 +168,40 @@ class Recommender(ABC):
     @abstractmethod
     def _fit(self, train: Dataset) -> None:
         """Learn from ``train``; the base class has already stored vocabularies and seen items."""
+
+    @property
+    def catalogue(self) -> dict[str, Any]:
+        """Which catalogue the model was fitted on: dataset name, item count, item-id checksum."""
+        self._check_fitted()
+        return {
+            "name": self.catalogue_name_,
+            "n_items": len(self.item_ids_),
+            "items_sha256": item_ids_checksum(self.item_ids_),
+        }
+
+    def check_catalogue(self, dataset: Dataset) -> None:
+        """Refuse a dataset whose catalogue (item ids, in order) is not the one fitted on.
+
+        Raises:
+            ModelFileError: the item ids differ (the model's codes would name other items).
+        """
+        mine = self.catalogue
+        if item_ids_checksum(dataset.item_ids) != mine["items_sha256"]:
+            raise ModelFileError(
+                f"the model was fitted on the catalogue of {mine['name']!r} ({mine['n_items']} "
+                f"items), not on that of {dataset.name!r} ({dataset.n_items} items, other item "
+                "ids); give the dataset it was fitted on, or leave the dataset out to use the "
+                "titles saved with the model"
+            )
+
+    def item_title(self, item_id: str) -> str:
+        """The title saved with the model for an item ("" when unknown or untitled)."""
+        if self.item_titles_ is None:
+            return ""
+        if getattr(self, "_item_lookup", None) is None:
+            self._item_lookup = {it: i for i, it in enumerate(self.item_ids_)}
+        code = self._item_lookup.get(normalise_id(item_id), -1)
+        return "" if code < 0 else str(self.item_titles_[code])
 
     @property
     def is_fitted(self) -> bool:
@@ -614,6 +653,10 @@ class Recommender(ABC):
             "seen_indptr": self.seen_.indptr,
             "seen_indices": self.seen_.indices,
             "popularity": self.popularity_,
+            "item_titles": np.asarray(
+                self.item_titles_ if self.item_titles_ is not None else [""] * len(self.item_ids_),
+                dtype=str,
+            ),
         }
         own = self._state()
         clash = set(own) & set(arrays)
@@ -631,6 +674,7 @@ class Recommender(ABC):
                     "params": _jsonable(self.get_params()),
                     "n_items": len(self.item_ids_),
                     "n_users": len(self.user_ids_),
+                    "catalogue": self.catalogue,
                     "versions": library_versions(),
                     **self._extra_manifest(),
                 },
@@ -680,6 +724,15 @@ class Recommender(ABC):
                 shape=(n_users, n_items),
             )
             obj.popularity_ = arrays["popularity"]
+            catalogue = manifest.get("catalogue") or {}
+            obj.catalogue_name_ = catalogue.get("name")
+            if "item_titles" in arrays:  # folders saved before titles were kept have none
+                obj.item_titles_ = arrays["item_titles"].astype(object)
+                if len(obj.item_titles_) != n_items:
+                    raise ValueError("item titles do not match the catalogue")
+            want = catalogue.get("items_sha256")
+            if want is not None and want != item_ids_checksum(obj.item_ids_):
+                raise ValueError("the manifest's catalogue checksum does not match the item ids")
             obj._load_state({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
         except (KeyError, ValueError) as err:
             raise ModelFileError(f"{path}: incomplete or inconsistent state ({err})") from err
@@ -732,6 +785,28 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     except TypeError as err:
         raise TypeError(f"parameters must be JSON-serialisable to save: {err}") from err
     return params
+
+
+def item_ids_checksum(item_ids: Sequence[object]) -> str:
+    """sha256 of a catalogue's item ids in code order (what a saved model records).
+
+    Example:
+        >>> item_ids_checksum(["1", "2"])[:12]
+        '7fe63d4f5cdb'
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for item in item_ids:
+        digest.update(str(item).encode("utf-8", "surrogatepass") + b"\x00")
+    return digest.hexdigest()
+
+
+def _titles(train: Dataset) -> np.ndarray:
+    if "title" not in train.items.columns:
+        return np.full(len(train.item_ids), "", dtype=object)
+    titles = train.items["title"]
+    return np.asarray([t if isinstance(t, str) else "" for t in titles], dtype=object)
 
 
 def rank_lists(

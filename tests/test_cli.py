@@ -262,3 +262,30 @@ def test_bench_users_zero_is_a_clean_error(tmp_path: Path, no_benchmark: None) -
     result = CliRunner().invoke(main, ["bench", "--quick", "--users", "0", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "'--users': 0 is not in the range x>=1" in result.output
+
+
+def test_a_saved_model_shows_its_own_titles_and_refuses_another_catalogue(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from hybridrec.cli import main
+
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,rating,timestamp\nu1,1,5,1\nu1,2,4,2\nu2,2,5,3\nu2,3,5,4\n")
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\n1,Liar Liar (1997)\n2,Heat (1995)\n3,Casino (1995)\n")
+    runner = CliRunner()
+    fit = runner.invoke(
+        main,
+        ["fit", "--dataset", str(log), "--items", str(items), "-r", "popularity",
+         "--out", str(tmp_path / "m")],
+    )
+    assert fit.exit_code == 0, fit.output
+    shown = runner.invoke(main, ["recommend", "--model", str(tmp_path / "m"), "-u", "u1", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert [i["title"] for i in json.loads(shown.stdout)["items"]] == ["Casino (1995)"]
+    model = str(tmp_path / "m")
+    other = runner.invoke(
+        main, ["recommend", "--model", model, "--dataset", "ml-latest-small", "-u", "u1"]
+    )
+    assert other.exit_code == 1 and "Traceback" not in other.output
+    assert "fitted on the catalogue of 'log'" in other.output and "9742 items" in other.output
