@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hybridrec.checks import check_int
 from hybridrec.data.dataset import Dataset
 from hybridrec.errors import ModelFileError
 from hybridrec.recommender import Recommender, Request
@@ -50,10 +51,8 @@ class TwoStageRecommender(Recommender):
         from hybridrec.registry import get, get_reranker
 
         super().__init__()
-        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
-            raise ValueError(f"n_candidates must be a positive integer, got {n_candidates!r}")
         self.candidates = candidates
-        self.n_candidates = n_candidates
+        self.n_candidates = check_int("n_candidates", n_candidates, minimum=1)
         self.reranker = reranker
         self.candidates_params = dict(candidates_params or {})
         self.reranker_params = dict(reranker_params or {})

@@ -153,6 +153,9 @@ class Recommender(ABC):
     # ------------------------------------------------------------------ fitting
     def fit(self, train: Dataset) -> Recommender:
         """Fit on a training dataset; returns ``self``."""
+        from hybridrec.checks import check_dataset
+
+        check_dataset(train, "the training data")
         if train.n_interactions == 0:
             raise ValueError(f"cannot fit {self.name or type(self).__name__} on no interactions")
         self.item_ids_ = train.item_ids
@@ -475,9 +478,12 @@ class Recommender(ABC):
         candidates: Sequence[object] | None = None,
         on_unused: str = "warn",
     ) -> list[list[Recommendation]]:
-        """``recommend`` for many users at once; equal to calling it in a loop, only faster."""
+        """``recommend`` for many users at once; equal to calling it in a loop, only faster.
+
+        ``k`` larger than the catalogue returns at most the whole catalogue.
+        """
         self._check_fitted()
-        k = check_k(k)
+        k = min(check_k(k), len(self.item_ids_))
         users = _as_user_list(users)
         unused = self._check_unused(users, on_unused)
         cand = None
@@ -567,11 +573,24 @@ class Recommender(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised top-k for known user codes: (items, scores), each (len(users), k).
 
-        The evaluation harness uses this; item codes are -1 where fewer than ``k`` exist.
+        The evaluation harness uses this; item codes are -1 where fewer than ``k`` exist (``k``
+        is capped at the catalogue size).
+
+        Raises:
+            ValueError: a code is not a known user's.
         """
         self._check_fitted()
-        k = check_k(k)
+        k = min(check_k(k), len(self.item_ids_))
         assert self.seen_ is not None and self.user_ids_ is not None
+        users = np.asarray(users)
+        if users.size and (
+            not np.issubdtype(users.dtype, np.integer)
+            or users.min() < 0
+            or users.max() >= len(self.user_ids_)
+        ):
+            raise ValueError(
+                f"user codes must be integers in [0, {len(self.user_ids_)}), got {users!r}"
+            )
         all_items, all_scores = [], []
         for start in range(0, len(users), BATCH_USERS):
             codes = np.asarray(users[start : start + BATCH_USERS], dtype=np.int64)

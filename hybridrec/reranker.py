@@ -51,6 +51,9 @@ class Reranker(Recommender):
 
     def fit(self, train: Dataset) -> Reranker:
         """Fit on a training dataset (stores the catalogue texts); returns ``self``."""
+        from hybridrec.checks import check_dataset
+
+        check_dataset(train, "the training data")
         self.item_texts_ = train.item_texts(self._text_builder())
         super().fit(train)
         return self
@@ -128,12 +131,15 @@ class Reranker(Recommender):
     ) -> list[Recommendation]:
         """The ``k`` best of ``candidates`` (all when ``k`` is None), best first.
 
-        Ties keep the order given. An empty candidate list gives an empty answer.
+        Ties keep the order given. An empty candidate list gives an empty answer; a candidate
+        given twice (the same item id) is ranked once, at its first place.
 
         Example:
             >>> # rr.rerank(hr.UserContext(preference_text="heists"), ["1", "2"], k=1)
         """
-        cands = self._check_candidates(candidates)
+        cands = list(
+            {_candidate_id(c): c for c in reversed(self._check_candidates(candidates))}.values()
+        )[::-1]
         k = len(cands) if k is None else check_k(k)
         scores = self.score_candidates([user], [cands])[0]
         order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")[:k]

@@ -85,6 +85,11 @@ class UserContext:
     def __post_init__(self) -> None:
         if self.user_id is not None:
             object.__setattr__(self, "user_id", normalise_id(self.user_id))
+        if isinstance(self.history, str | bytes | Interaction):
+            raise TypeError(
+                f"history must be a sequence of item ids or Interactions, not {self.history!r} "
+                "(a single id is written as a one-element tuple)"
+            )
         history = tuple(
             h if isinstance(h, Interaction) else Interaction(h) for h in (self.history or ())
         )

@@ -115,3 +115,43 @@ def test_registry_knows_rerankers_apart(tmp_path) -> None:
     assert "similarity" not in hr.available()
     with pytest.raises(LookupError, match="unknown reranker 'nope'; known: similarity"):
         hr.create_reranker("nope")
+
+
+def test_bad_arguments_are_refused_naming_them() -> None:
+    from hybridrec.contract import synthetic_dataset
+
+    ds = synthetic_dataset()
+    rec = hr.create("popularity").fit(ds)
+    cases = [
+        (lambda: rec.fit(None), TypeError, "must be a hybridrec Dataset, not NoneType"),
+        (lambda: rec.fit(ds.interactions), TypeError, "not DataFrame"),
+        (lambda: hr.split(None), TypeError, "must be a hybridrec Dataset"),
+        (lambda: hr.split(ds, min_interactions="3"), TypeError, "min_interactions must be an"),
+        (lambda: hr.split(ds, "cold-start", seed="x"), TypeError, "seed must be an integer"),
+        (lambda: hr.create("itemknn", neighbours="5"), TypeError, "neighbours must be an"),
+        (lambda: hr.create("ease", l2=float("nan")), ValueError, "l2 must be a finite number"),
+        (lambda: hr.create("random", seed=-1), ValueError, "seed must be at least 0"),
+        (lambda: hr.UserContext("u", history="1193"), TypeError, "one-element tuple"),
+        (lambda: rec.recommend_codes(np.array([-1]), 3), ValueError, "user codes must be"),
+        (lambda: rec.recommend_codes(np.array([10**6]), 3), ValueError, "user codes must be"),
+    ]
+    for call, error, words in cases:
+        with pytest.raises(error, match=words):
+            call()
+
+
+def test_k_beyond_the_catalogue_returns_the_catalogue() -> None:
+    from hybridrec.contract import synthetic_dataset
+
+    ds = synthetic_dataset()
+    rec = hr.create("itemknn").fit(ds)
+    assert len(rec.recommend("probe-a", k=10**9)) == ds.n_items - 9  # no giant allocation
+    assert rec.recommend_codes(np.array([0]), 10**9)[0].shape == (1, ds.n_items)
+
+
+def test_rerank_ranks_a_repeated_candidate_once() -> None:
+    from hybridrec.contract import synthetic_dataset
+
+    rr = hr.create_reranker("similarity").fit(synthetic_dataset())
+    assert [r.item_id for r in rr.rerank("probe-a", ["b2", "a0", "b2", "a0", "b1"])][0] == "a0"
+    assert len(rr.rerank("probe-a", ["b2", "a0", "b2", "a0", "b1"])) == 3

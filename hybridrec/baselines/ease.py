@@ -9,6 +9,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from hybridrec.checks import check_float, check_int
 from hybridrec.data.dataset import Dataset
 from hybridrec.recommender import Recommender, Request
 
@@ -41,10 +42,8 @@ class EASERecommender(Recommender):
 
     def __init__(self, l2: float = 500.0, max_items: int = 20_000) -> None:
         super().__init__()
-        if l2 <= 0:
-            raise ValueError("l2 must be positive")
-        self.l2 = l2
-        self.max_items = max_items
+        self.l2 = check_float("l2", l2, minimum=0.0, exclusive=True)
+        self.max_items = check_int("max_items", max_items, minimum=1)
         self.items_: np.ndarray | None = None
         self.weights_: np.ndarray | None = None
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from hybridrec.checks import check_float, check_int
 from hybridrec.data.dataset import Dataset
 from hybridrec.recommender import Recommender, Request
 
@@ -35,10 +36,8 @@ class ItemKNNRecommender(Recommender):
 
     def __init__(self, neighbours: int = 100, shrink: float = 10.0) -> None:
         super().__init__()
-        if neighbours < 1:
-            raise ValueError("neighbours must be at least 1")
-        self.neighbours = neighbours
-        self.shrink = shrink
+        self.neighbours = check_int("neighbours", neighbours, minimum=1)
+        self.shrink = check_float("shrink", shrink, minimum=0.0)
         self.similarity_: sp.csr_matrix | None = None
 
     def _fit(self, train: Dataset) -> None:

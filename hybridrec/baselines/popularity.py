@@ -30,6 +30,8 @@ class PopularityRecommender(Recommender):
 
     def __init__(self, liked_only: bool = False) -> None:
         super().__init__()
+        if not isinstance(liked_only, bool):
+            raise TypeError(f"liked_only must be True or False, not {liked_only!r}")
         self.liked_only = liked_only
         self.counts_: np.ndarray | None = None
 

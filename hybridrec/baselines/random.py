@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from hybridrec.checks import check_int
 from hybridrec.data.dataset import Dataset
 from hybridrec.recommender import Recommender
 
@@ -31,7 +32,7 @@ class RandomRecommender(Recommender):
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
-        self.seed = seed
+        self.seed = check_int("seed", seed, minimum=0)
 
     def _fit(self, train: Dataset) -> None:
         pass

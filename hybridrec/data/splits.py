@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hybridrec.checks import check_dataset, check_float, check_int
 from hybridrec.data.dataset import Dataset
 from hybridrec.errors import DataError
 
@@ -83,6 +84,9 @@ def split(dataset: Dataset, protocol: str = "leave-one-out", **params: Any) -> S
         >>> s.test.n_interactions
         610
     """
+    from hybridrec.checks import check_dataset
+
+    check_dataset(dataset)
     if protocol == "leave-one-out":
         return leave_one_out(dataset, **params)
     if protocol == "temporal":
@@ -90,6 +94,15 @@ def split(dataset: Dataset, protocol: str = "leave-one-out", **params: Any) -> S
     if protocol == "cold-start":
         return cold_start(dataset, **params)
     raise ValueError(f"unknown split protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+
+
+def _check_fractions(dataset: Dataset, test_frac: float, valid_frac: float, seed: int) -> None:
+    check_dataset(dataset)
+    check_float("test_frac", test_frac)
+    check_float("valid_frac", valid_frac)
+    check_int("seed", seed, minimum=0)
+    if not (0 < test_frac < 1 and 0 <= valid_frac < 1 and valid_frac + test_frac < 1):
+        raise ValueError("need 0 < test_frac, 0 <= valid_frac and valid_frac + test_frac < 1")
 
 
 def _check_on_missing_time(value: str) -> None:
@@ -128,8 +141,9 @@ def leave_one_out(
     shuffled with ``seed`` first, so test and validation are random interactions, and
     :attr:`Split.notes` says so; ``on_missing_time="error"`` raises :class:`DataError` instead.
     """
-    if min_interactions < 3:
-        raise ValueError("min_interactions must be at least 3 (train, valid and test)")
+    check_dataset(dataset)
+    check_int("min_interactions", min_interactions, minimum=3)  # train, valid and test
+    check_int("seed", seed, minimum=0)
     _check_on_missing_time(on_missing_time)
     inter = dataset.interactions  # sorted by user, then time
     params: dict[str, Any] = {"min_interactions": min_interactions}
@@ -175,8 +189,7 @@ def temporal(
     order drawn with ``seed`` and cut there instead, and :attr:`Split.notes` says so;
     ``on_missing_time="error"`` raises :class:`DataError` instead.
     """
-    if not (0 < test_frac < 1 and 0 <= valid_frac < 1 and valid_frac + test_frac < 1):
-        raise ValueError("need 0 < test_frac, 0 <= valid_frac and valid_frac + test_frac < 1")
+    _check_fractions(dataset, test_frac, valid_frac, seed)
     _check_on_missing_time(on_missing_time)
     inter = dataset.interactions
     notes = ""
@@ -231,8 +244,7 @@ def cold_start(
     accepted, and ignored, so that one set of options fits every protocol).
     """
     _check_on_missing_time(on_missing_time)
-    if not (0 < test_frac < 1 and 0 <= valid_frac < 1 and valid_frac + test_frac < 1):
-        raise ValueError("need 0 < test_frac, 0 <= valid_frac and valid_frac + test_frac < 1")
+    _check_fractions(dataset, test_frac, valid_frac, seed)
     active = dataset.active_users()
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(active)

@@ -88,7 +88,7 @@ from hybridrec.models import (
     split_model_identity,
 )
 from hybridrec.persistence import library_versions, read_manifest
-from hybridrec.recommender import Recommender, Request, UserLike, top_k_rows
+from hybridrec.recommender import Recommender, Request, UserLike, check_k, top_k_rows
 from hybridrec.retrieval.embedder import Embedder, is_blank, l2_normalise, sanitize_text
 from hybridrec.retrieval.index import IndexParams, VectorIndex
 from hybridrec.types import Recommendation, UserContext, normalise_id
@@ -635,8 +635,7 @@ class EmbeddingRetriever(Recommender):
             >>> # [r.item_id for r in rec.search("space adventure", k=3)]
         """
         self._check_fitted()
-        if k <= 0:
-            raise ValueError(f"k must be positive, got {k}")
+        k = check_k(k)
         if not isinstance(text, str) or is_blank(text):
             raise ValueError("search text is empty")
         excl = None if exclude is None else [self._item_codes(exclude)]

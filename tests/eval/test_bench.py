@@ -132,7 +132,7 @@ def test_failures_are_reported_and_do_not_stop_the_run(run) -> None:
     results, _, _ = run
     rows = {(r["protocol"], r["recommender"]): r for r in results["rows"]}
     broken = rows[("full-ranking", "broken-ease")]
-    assert broken["status"] == "error" and "l2 must be positive" in broken["error"]
+    assert broken["status"] == "error" and "l2 must be above 0" in broken["error"]
     unknown = rows[("full-ranking", "no-such-recommender")]
     assert unknown["status"] == "error" and "unknown recommender" in unknown["error"]
     assert rows[("full-ranking", "ease")]["status"] == "ok"  # listed after the broken one

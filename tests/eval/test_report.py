@@ -239,7 +239,7 @@ def odd_rows() -> dict[str, Any]:
             metrics={"ndcg@10": metric(0.20), "auc": metric(0.9)},
             versus={"ndcg@10": paired(0.1, 1e-9), "auc": paired(0.1, 1e-9)},
         ),
-        row("broken", status="error", error="fit: ValueError: l2 must be positive"),
+        row("broken", status="error", error="fit: ValueError: l2 must be above 0"),
         row(
             "llm",
             status="fallback",
@@ -280,7 +280,7 @@ def test_markdown_handles_skipped_failed_fallback_empty_and_candidates() -> None
     head = cells(lines[0])
     assert head[:4] == ["recommender", "candidates", "ndcg@10", "auc"]
     table = {cells(line)[0]: cells(line) for line in lines[2:]}
-    assert table["broken"][2] == "**failed**: fit: ValueError: l2 must be positive"
+    assert table["broken"][2] == "**failed**: fit: ValueError: l2 must be above 0"
     assert table["llm"][2] == FALLBACK_TEXT and not any(table["llm"][3:])  # no numbers
     assert table["empty"][2:4] == ["–", "–"]
     assert table["rerank"][1] == "top-20 of embedding" and table["ease"][1] == "–"
@@ -303,7 +303,7 @@ def test_console_summary_handles_the_same_rows() -> None:
     llm = next(line for line in lines if line.strip().startswith("llm"))
     assert "answered with the popularity fallback (same lists as popularity)" in llm
     broken = next(line for line in lines if line.strip().startswith("broken"))
-    assert "failed: fit: ValueError: l2 must be positive" in broken
+    assert "failed: fit: ValueError: l2 must be above 0" in broken
     rerank = next(line for line in lines if line.strip().startswith("rerank"))
     assert "top-20 of embedding" in rerank and "0.0500▼" in rerank
     assert "candidates" in next(line for line in lines if "recommender" in line)
