@@ -350,6 +350,9 @@ class Recommender(ABC):
         Recommenders with a faster top-k (an index search) override this.
         """
         if candidates is None and self.full_scoring:
+            if type(self)._score_all_requests is Recommender._score_all_requests:
+                codes, hist = self._request_arrays(requests)  # codes are all it reads
+                return self._top_k(codes, hist, k, hist if exclude_seen else None)
             scores = self._dense_scores(requests)
             if exclude_seen:
                 for row, r in enumerate(requests):
