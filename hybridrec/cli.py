@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -505,31 +506,80 @@ def recommend_cmd(
 
 _BENCH_FILES = frozenset({"results.json", "results.md", "per_user.npz"})
 _OS_JUNK = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+_RESULTS_KEYS = ("schema_version", "rows", "config", "environment")
+# the names hybridrec.eval.report.write_plots gives its figures: accuracy_vs_latency.png and
+# metrics_<protocol>.png, with _<dataset>_seed<n> before .png when a run has several
+_PLOT_NAME = re.compile(r"(?:accuracy_vs_latency|metrics_[^_/\\]+)(?:_[^_/\\]+_seed\d+)?\.png")
+_EMBEDDED_PLOT = re.compile(r"!\[([^\]\[/\\]+)\]\(\1\)")
+
+
+def _plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(prefix)) == prefix
+    except OSError:
+        return False
+
+
+def _earlier_results(folder: Path) -> dict[str, Any] | None:
+    """The ``results.json`` document of an earlier benchmark run in ``folder``, or None.
+
+    Recognised strictly, so that a folder of the user's that happens to hold a file of that
+    name is not taken for the benchmark's: ``results.json`` is a JSON object with the keys
+    this harness writes (schema_version, rows, config, environment), ``results.md`` (if
+    there) starts with ``# hybridrec benchmark`` and ``per_user.npz`` (if there) is a zip.
+    """
+    path = folder / "results.json"
+    if not _plain_file(path):
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not all(key in doc for key in _RESULTS_KEYS):
+        return None
+    for name, head in (("results.md", b"# hybridrec benchmark"), ("per_user.npz", b"PK")):
+        other = folder / name
+        if (other.exists() or other.is_symlink()) and not (
+            _plain_file(other) and _starts_with(other, head)
+        ):
+            return None
+    return doc
 
 
 def _bench_file(path: Path) -> bool:
     """A file a benchmark run writes (or one a file browser drops into any folder)."""
-    if not path.is_file() or path.is_symlink():
+    if not _plain_file(path):
         return False
-    return path.name in _BENCH_FILES or path.name in _OS_JUNK or path.suffix == ".png"
+    name = path.name
+    return name in _BENCH_FILES or name in _OS_JUNK or bool(_PLOT_NAME.fullmatch(name))
 
 
-def _check_bench_out(out: Path) -> dict[Path, int]:
+def _check_bench_out(out: Path) -> dict[Path, tuple[int, int, int]]:
     """Check, before the run, that the benchmark can write its results into ``out``.
 
     A new folder, an empty one, or one that holds nothing but an earlier run's output
-    (results.json, results.md, per_user.npz, *.png) is fine: the earlier output is replaced. A
-    file, or a folder with anything else, is refused (see
+    (results.json, results.md, per_user.npz and plots named as the report names them; see
+    :func:`_earlier_results` for how strictly it is recognised) is fine: the earlier output is
+    replaced. A file, or a folder with anything else, is refused (see
     :func:`hybridrec.persistence.check_output_dir`), and so is a folder we may not write in.
 
     Returns:
-        The earlier plots with their modification times, so the ones this run does not
-        rewrite can be removed after it (they would belong to another run).
+        The earlier run's plots that this run may remove if it does not redraw them: only
+        those the earlier ``results.json`` lists under ``plots`` (so written by that run),
+        named as the report names plots and not changed since that run, with what identifies
+        their current content (inode, modification time, size).
     """
     from hybridrec.errors import OutputPathError
     from hybridrec.persistence import check_output_dir
 
-    target = check_output_dir(out, overwrite=True, ours=lambda p: (p / "results.json").is_file())
+    target = check_output_dir(
+        out, overwrite=True, ours=lambda p: _earlier_results(p) is not None
+    )
     if not target.is_dir():
         return {}
     foreign = [p.name for p in sorted(target.iterdir()) if not _bench_file(p)]
@@ -539,11 +589,71 @@ def _check_bench_out(out: Path) -> dict[Path, int]:
         raise OutputPathError(
             f"{target}: holds an earlier benchmark's results but also {shown}; the benchmark "
             f"replaces a folder only when it holds nothing but its own output (results.json, "
-            f"results.md, per_user.npz, *.png): move those away or choose another --out"
+            f"results.md, per_user.npz and its plots, accuracy_vs_latency*.png and "
+            f"metrics_*.png): move those away or choose another --out"
         )
     if not os.access(target, os.W_OK | os.X_OK):
         raise OutputPathError(f"{target}: no permission to write in this folder")
-    return {p: p.stat().st_mtime_ns for p in target.glob("*.png")}
+    doc = _earlier_results(target) or {}
+    listed = doc.get("plots")
+    if not isinstance(listed, list):
+        return {}  # output of a version that did not record its plots: none is removed
+    finished = (target / "results.json").stat().st_mtime_ns  # written after the plots
+    removable = {}
+    for name in listed:
+        if not isinstance(name, str) or not _PLOT_NAME.fullmatch(name):
+            continue
+        plot = target / name
+        if not _plain_file(plot):
+            continue
+        st = plot.stat()
+        if st.st_mtime_ns <= finished:
+            removable[plot] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return removable
+
+
+def _record_plots(out: Path, results: dict[str, Any]) -> list[str]:
+    """Add the plots this run wrote (those results.md embeds) to ``results.json`` under
+    ``plots``: a later run into the same folder removes only plots listed there."""
+    from hybridrec.persistence import atomic_write_text
+
+    try:
+        markdown = (out / "results.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        markdown = ""
+    plots = list(
+        dict.fromkeys(
+            name
+            for name in _EMBEDDED_PLOT.findall(markdown)
+            if _PLOT_NAME.fullmatch(name) and _plain_file(out / name)
+        )
+    )
+    results["plots"] = plots
+    path = out / "results.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["plots"] = plots
+    atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    return plots
+
+
+def _remove_stale_plots(
+    out: Path, earlier: dict[Path, tuple[int, int, int]], plots: list[str]
+) -> list[str]:
+    """Remove the earlier run's plots this run did not redraw, if nobody changed them since
+    the check before the run; returns the names of plot-named files that remain although
+    this run did not draw them (not recorded as the benchmark's, so kept)."""
+    drawn = set(plots)
+    for plot, before in earlier.items():
+        if plot.name in drawn or not _plain_file(plot):
+            continue
+        st = plot.stat()
+        if (st.st_ino, st.st_mtime_ns, st.st_size) == before:
+            plot.unlink()
+    return sorted(
+        p.name
+        for p in out.iterdir()
+        if _PLOT_NAME.fullmatch(p.name) and p.name not in drawn and _plain_file(p)
+    )
 
 
 @main.command("bench")
@@ -601,7 +711,7 @@ def bench_cmd(
          "columns": {"user_id": "userID", "item_id": "artistID"}}
     """
     from hybridrec.errors import HybridrecError
-    from hybridrec.eval.bench import run_benchmark
+    from hybridrec.eval.bench import check_recommenders, run_benchmark
     from hybridrec.eval.config import BenchConfig
     from hybridrec.eval.report import console_summary, write_results
 
@@ -629,6 +739,7 @@ def bench_cmd(
         if seeds:
             data["seeds"] = list(seeds)
         cfg = BenchConfig.from_dict(data)
+        check_recommenders(cfg)  # an unknown name fails here, before any dataset is loaded
     except (HybridrecError, OSError, ValueError, TypeError) as err:
         _fail(err)
     progress = not quiet and sys.stderr.isatty()
@@ -645,9 +756,19 @@ def bench_cmd(
         _fail(err)
     results["command"] = " ".join(["hybridrec", *sys.argv[1:]]) if sys.argv else None
     write_results(results, arrays, out)
-    for plot, mtime in earlier_plots.items():  # an earlier run's plots this run did not redo
-        if plot.is_file() and plot.stat().st_mtime_ns == mtime:
-            plot.unlink()
+    try:
+        plots = _record_plots(out, results)
+        kept = _remove_stale_plots(out, earlier_plots, plots)
+    except (OSError, ValueError) as err:  # the results are written; say what was not done
+        click.echo(f"note: could not record or tidy the plots in {out} ({err})", err=True)
+    else:
+        if kept:
+            click.echo(
+                f"note: {out} also holds plot(s) this run did not draw: {', '.join(kept[:5])}"
+                f"{' ...' if len(kept) > 5 else ''} (not recorded as this benchmark's output, "
+                "so kept; results.md embeds only this run's)",
+                err=True,
+            )
     if as_json:
         click.echo((out / "results.json").read_text(encoding="utf-8"))
     else:

@@ -12,6 +12,8 @@ import secrets
 import shutil
 import stat
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
@@ -289,28 +291,39 @@ class _SaveLock:
                 raise OutputPathError(f"{self.path}: cannot create the lock file ({err})") from err
             os.write(self.fd, f"{os.getpid()}\n".encode())
             return
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o666)
-        except OSError as err:
-            raise OutputPathError(
-                f"{self.path}: cannot create the lock file ({err.strerror or err})"
-            ) from err
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o666)
+            except OSError as err:
+                raise OutputPathError(
+                    f"{self.path}: cannot create the lock file ({err.strerror or err})"
+                ) from err
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # a saver writes its pid into the file as soon as it holds it; an empty file
+                # is one a saver has just created (its pid follows at once): look again
+                holder = os.pread(fd, 32, 0)
+                os.close(fd)
+                if holder.strip() or time.monotonic() > deadline:
+                    raise self._busy() from None
+                time.sleep(0.002)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
             # the holder may have removed the file between our open and flock: then the lock
-            # we got is on a file nobody else sees, and a third process may hold a new one
-            held, now = os.fstat(fd), os.stat(self.path)
-            if (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino):
-                raise BlockingIOError
-        except (BlockingIOError, FileNotFoundError):
-            os.close(fd)
-            raise self._busy() from None
-        except BaseException:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
+            # we got is on a file nobody else sees; that save is over, so open the file again
+            if not _same_file(fd, self.path):
+                os.close(fd)
+                if time.monotonic() > deadline:
+                    raise self._busy()
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self.fd = fd
+            return
 
     def release(self) -> None:
         if self.fd is None:
@@ -320,6 +333,162 @@ class _SaveLock:
         finally:
             os.close(self.fd)
             self.fd = None
+
+
+# --------------------------------------------------------------------------- reading
+# A save replaces a folder with two renames (old folder aside, new one into place). A reader
+# that opened some files before them and some after would mix two models, or find no folder
+# at all in between. So readers hold LOCK_SH (flock) on the folder itself while they read,
+# and a save holds LOCK_EX on it only around its renames (see _swapping). While the saver
+# waits for the readers already inside, new readers wait at a gate, the file ``.<name>.swap``
+# beside the folder, which exists (LOCK_EX by the saver) only for that moment: otherwise a
+# steady stream of readers could keep the saver waiting for ever. Readers never create or
+# write a file, so loading from a read-only place works as before.
+
+_held = threading.local()
+
+
+def _reads() -> dict[str, int]:
+    """The folders this thread reads under :func:`reading`, with their nesting depth."""
+    reads = getattr(_held, "reads", None)
+    if reads is None:
+        reads = _held.reads = {}
+    return reads
+
+
+def _key(path: str | os.PathLike[str]) -> str:
+    return os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def _same_file(fd: int, path: str | os.PathLike[str]) -> bool:
+    """Whether the open ``fd`` is still the file or folder at ``path``."""
+    try:
+        held, now = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
+def _gate_path(target: Path) -> Path | None:
+    target = _output_path(target)
+    return target.with_name(f".{target.name}.swap") if target.name else None
+
+
+def _open_dir(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def _lock_shared(folder: Path) -> int | None:
+    """An open descriptor of ``folder`` holding LOCK_SH, or None where it cannot be locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no locks, reads as before
+        return None
+    gate_path = _gate_path(folder)
+    for _ in range(100):
+        gate = None
+        if gate_path is not None:
+            with contextlib.suppress(OSError):  # absent: no save is swapping the folder
+                gate = os.open(gate_path, os.O_RDONLY)
+                fcntl.flock(gate, fcntl.LOCK_SH)  # a save is swapping it: wait until it is done
+        try:
+            try:
+                fd = _open_dir(folder)
+            except OSError:
+                return None  # missing, not a folder, unreadable: the reader says so
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except OSError:  # a file system without locks
+                os.close(fd)
+                return None
+            if _same_file(fd, folder):
+                return fd
+            os.close(fd)  # replaced between our open and our lock: lock the new folder
+        finally:
+            if gate is not None:
+                os.close(gate)
+    logger.warning("%s: replaced again and again while loading; reading it unlocked", folder)
+    return None
+
+
+@contextmanager
+def reading(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Read a saved folder (model, index) knowing that no save swaps it meanwhile.
+
+    Inside the block, a save to the same path (:func:`atomic_directory`, e.g.
+    ``rec.save(path, overwrite=True)``) in another thread or process waits before it replaces
+    the folder, and a save already replacing it is waited for, so everything read in the
+    block comes from one saved version, the old or the new, never a mix. The lock is a shared
+    ``flock`` on the folder; nothing is created or written, so read-only folders load as
+    before. Where locks are not available (Windows, a folder that cannot be opened, a file
+    system without ``flock``) the block runs unlocked. Blocks nest (also for the same path).
+
+    A thread must not save to a path while it reads it (that save would wait for itself):
+    :func:`atomic_directory` refuses that.
+
+    Example:
+        >>> with reading("/nonexistent/model") as folder:
+        ...     folder.name
+        'model'
+    """
+    folder = Path(path)
+    key = _key(folder)
+    reads = _reads()
+    fd = None if key in reads else _lock_shared(folder)
+    reads[key] = reads.get(key, 0) + 1
+    try:
+        yield folder
+    finally:
+        reads[key] -= 1
+        if not reads[key]:
+            del reads[key]
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _check_not_reading(target: Path) -> None:
+    if _key(target) in _reads():
+        raise OutputPathError(
+            f"{target}: this thread is reading the saved folder there (inside "
+            f"hybridrec.persistence.reading); save to it after the read is over"
+        )
+
+
+@contextmanager
+def _swapping(target: Path) -> Iterator[None]:
+    """Hold ``target`` exclusively for the renames that replace it (see :func:`reading`)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    gate_path = _gate_path(target)
+    gate = folder = None
+    try:
+        if gate_path is not None:
+            try:
+                gate = os.open(gate_path, os.O_CREAT | os.O_RDWR, 0o666)
+                fcntl.flock(gate, fcntl.LOCK_EX)  # readers hold it only for an instant
+            except OSError:  # no gate: new readers are not held back, but still waited for
+                if gate is not None:
+                    os.close(gate)
+                gate = None
+        try:
+            folder = _open_dir(target)
+            fcntl.flock(folder, fcntl.LOCK_EX)  # until the readers inside are done
+        except OSError:
+            if folder is not None:
+                os.close(folder)
+            folder = None
+        yield
+    finally:
+        if folder is not None:
+            os.close(folder)
+        if gate is not None:
+            if gate_path is not None and _same_file(gate, gate_path):
+                with contextlib.suppress(OSError):
+                    gate_path.unlink()  # while still holding it, as _SaveLock does
+            os.close(gate)
 
 
 @contextmanager
@@ -339,12 +508,16 @@ def atomic_directory(
 
     Saves to the same ``target`` are serialised by a lock file ``.<name>.lock`` beside it: a
     second process that tries while one is saving gets :class:`OutputPathError` at once.
+    Readers of ``target`` (:func:`reading`, which :func:`read_manifest` and the ``load``
+    methods use) are never shown a half-replaced folder: the renames wait until reads already
+    under way are over, and reads that start meanwhile wait for the renames (an instant).
     The folder gets mode ``0o777`` less the umask, like ``mkdir``.
 
     Raises:
         OutputPathError: the path must not be written, or another process is saving there.
     """
     target = check_output_dir(target, overwrite=overwrite, ours=ours)
+    _check_not_reading(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -369,23 +542,30 @@ def atomic_directory(
 
 
 def _move_into_place(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``: nothing there, an empty folder, or a checked old output."""
+    """Rename ``tmp`` to ``target``: nothing there, an empty folder, or a checked old output.
+
+    Readers of ``target`` (see :func:`reading`) are waited for, and held back, meanwhile.
+    """
+    _check_not_reading(target)
     backup = None
-    try:
-        if target.is_dir() and any(target.iterdir()):
-            backup = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-            os.replace(target, backup)
-        elif target.is_dir():
-            os.rmdir(target)  # empty: removed, so that the rename works everywhere
-        os.replace(tmp, target)
-    except OSError as err:
-        if backup is not None and not target.exists():
-            with contextlib.suppress(OSError):
-                os.replace(backup, target)  # put the old model back
-        raise OutputPathError(
-            f"{target}: cannot move the saved folder into place ({err.strerror or err}); did "
-            f"something else write there meanwhile?"
-        ) from err
+    with _swapping(target) if target.is_dir() else contextlib.nullcontext():
+        try:
+            if target.is_dir() and any(target.iterdir()):
+                backup = target.with_name(
+                    f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+                )
+                os.replace(target, backup)
+            elif target.is_dir():
+                os.rmdir(target)  # empty: removed, so that the rename works everywhere
+            os.replace(tmp, target)
+        except OSError as err:
+            if backup is not None and not target.exists():
+                with contextlib.suppress(OSError):
+                    os.replace(backup, target)  # put the old model back
+            raise OutputPathError(
+                f"{target}: cannot move the saved folder into place ({err.strerror or err}); "
+                f"did something else write there meanwhile?"
+            ) from err
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
 
@@ -453,20 +633,32 @@ def read_manifest(
     refused (upgrade hybridrec); an older one (or none) loads with a warning (save the model
     again to upgrade it).
 
+    The folder is read under :func:`reading`, so a save replacing it meanwhile is waited for;
+    a loader that reads more files after the manifest holds :func:`reading` around it all.
+
     Raises:
         ModelFileError: the folder or manifest is missing, unreadable, of another format or a
             newer version; a file is missing, unlisted or its checksum does not match.
     """
     folder = Path(folder)
+    with reading(folder):
+        return _read_manifest(folder, verify=verify, required=required)
+
+
+def _read_manifest(folder: Path, *, verify: bool, required: Iterable[str]) -> dict[str, Any]:
     path = folder / MANIFEST
     if not folder.is_dir():
         raise ModelFileError(f"{folder}: no such model folder")
-    if not path.is_file():
-        raise ModelFileError(f"{folder}: no {MANIFEST}; not a saved hybridrec model")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"{folder}: no {MANIFEST}; not a saved hybridrec model") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a folder, not a manifest file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path}: corrupted manifest ({err})") from err
+    except OSError as err:
+        raise ModelFileError(f"{path}: cannot read the manifest ({err.strerror or err})") from err
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a {FORMAT} manifest")
     version = manifest.get("format_version", 0)
@@ -514,8 +706,16 @@ def verify_files(
                 f"{folder}: {name} is not listed in the manifest, so it cannot be checked; "
                 f"the folder was changed after saving: save the model again"
             )
+    try:
+        entries = sorted(folder.rglob("*"))
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        raise ModelFileError(
+            f"{folder}: cannot list the folder's files ({err.strerror or err}{where}); was it "
+            f"changed or removed while loading?"
+        ) from err
     unlisted = []
-    for p in sorted(folder.rglob("*")):
+    for p in entries:
         if p.is_dir() and not p.is_symlink():
             continue
         rel = p.relative_to(folder).as_posix()
@@ -531,7 +731,15 @@ def verify_files(
         file = folder / name
         if not file.is_file():
             raise ModelFileError(f"{folder}: file {name} listed in the manifest is missing")
-        if sha256_file(file) != digest:
+        try:
+            actual = sha256_file(file)
+        except FileNotFoundError:
+            raise ModelFileError(
+                f"{folder}: file {name} listed in the manifest is missing"
+            ) from None
+        except OSError as err:
+            raise ModelFileError(f"{file}: cannot read it ({err.strerror or err})") from err
+        if actual != digest:
             raise ModelFileError(
                 f"{file}: checksum mismatch; the file is corrupted or was changed after saving"
             )

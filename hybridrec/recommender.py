@@ -58,6 +58,7 @@ from hybridrec.persistence import (
     library_versions,
     load_arrays,
     read_manifest,
+    reading,
     save_arrays,
     write_manifest,
 )
@@ -723,6 +724,11 @@ class Recommender(ABC):
                 saved by another recommender class.
         """
         path = Path(path)
+        with reading(path):  # a concurrent save waits: every file comes from one version
+            return cls._load_from(path)
+
+    @classmethod
+    def _load_from(cls, path: Path) -> Recommender:
         manifest = read_manifest(path, required=(STATE_FILE,))
         if cls.name and manifest.get("recommender") != cls.name:
             raise ModelFileError(

@@ -188,13 +188,14 @@ def _create(name: str, kind: str, params: dict[str, Any]) -> Any:
 
 def load(path: Any) -> Any:
     """Load any saved recommender or reranker from its folder, dispatching on its manifest."""
-    from hybridrec.persistence import read_manifest
+    from hybridrec.persistence import read_manifest, reading
 
-    manifest = read_manifest(path, verify=False)
-    kind = manifest.get("kind", "recommender")
-    if kind not in _KINDS:
-        from hybridrec.errors import ModelFileError
+    with reading(path):  # one saved version throughout, even while another process saves
+        manifest = read_manifest(path, verify=False)
+        kind = manifest.get("kind", "recommender")
+        if kind not in _KINDS:
+            from hybridrec.errors import ModelFileError
 
-        raise ModelFileError(f"{path}: unknown model kind {kind!r} in the manifest")
-    cls = get(str(manifest.get("recommender", "")), kind=kind)
-    return cls.load(path)
+            raise ModelFileError(f"{path}: unknown model kind {kind!r} in the manifest")
+        cls = get(str(manifest.get("recommender", "")), kind=kind)
+        return cls.load(path)

@@ -249,13 +249,108 @@ def test_bench_refuses_an_unwritable_folder_before_running(
 def test_bench_replaces_its_own_earlier_output_without_a_flag(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert invoke(*_tiny_bench_args(tmp_path), "--out", str(out)).exit_code == 0
-    first = json.loads((out / "results.json").read_text())["started_at"]
+    doc = json.loads((out / "results.json").read_text())
+    first = doc["started_at"]
+    assert doc["plots"] == ["accuracy_vs_latency.png", "metrics_full-ranking.png"]
+    # a plot an earlier run drew (and recorded) that this run will not draw again ...
     (out / "metrics_old-protocol.png").write_bytes(b"an earlier run's plot")
+    doc["plots"].append("metrics_old-protocol.png")
+    (out / "results.json").write_text(json.dumps(doc))
+    # ... and a file named like a plot that no run recorded (the user's)
+    (out / "metrics_mine.png").write_bytes(b"mine")
     result = invoke(*_tiny_bench_args(tmp_path), "--out", str(out))
     assert result.exit_code == 0, result.output
     assert json.loads((out / "results.json").read_text())["started_at"] != first
-    assert not (out / "metrics_old-protocol.png").exists()  # not this run's: removed
+    assert not (out / "metrics_old-protocol.png").exists()  # the earlier run's: removed
+    assert (out / "metrics_mine.png").read_bytes() == b"mine"  # not recorded: kept, and said
+    assert "metrics_mine.png" in result.output and "kept" in result.output
     assert (out / "metrics_full-ranking.png").exists()
+
+
+def test_bench_keeps_a_recorded_plot_changed_after_the_run(tmp_path: Path) -> None:
+    import os
+
+    out = tmp_path / "out"
+    assert invoke(*_tiny_bench_args(tmp_path), "--out", str(out)).exit_code == 0
+    doc = json.loads((out / "results.json").read_text())
+    doc["plots"].append("metrics_gone.png")
+    (out / "results.json").write_text(json.dumps(doc))
+    later = (out / "results.json").stat().st_mtime_ns + 10**9
+    (out / "metrics_gone.png").write_bytes(b"redrawn by the user after that run")
+    os.utime(out / "metrics_gone.png", ns=(later, later))
+    assert invoke(*_tiny_bench_args(tmp_path), "--out", str(out)).exit_code == 0
+    assert (out / "metrics_gone.png").read_bytes() == b"redrawn by the user after that run"
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"results.json": b'{"my": 1}\n', "results.md": b"# my notes\n"},
+        {"results.json": b'{"my": 1}\n', "holiday.png": b"\x89PNG my holiday\n"},
+        {"results.json": b'{"my": 1}\n', "results.md": b"# mine", "metrics_x.png": b"mine"},
+        # the harness's keys, but a results.md that is not the benchmark's
+        {
+            "results.json": json.dumps(
+                {"schema_version": 1, "rows": [], "config": {}, "environment": {}}
+            ).encode(),
+            "results.md": b"# my own results\n",
+        },
+    ],
+)
+def test_bench_never_takes_a_users_results_json_for_its_own(
+    tmp_path: Path, files: dict[str, bytes], no_benchmark: None
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    result = CliRunner().invoke(main, [*_tiny_bench_args(tmp_path), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "holds no hybridrec output" in result.output and "Traceback" not in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
+def test_bench_refuses_its_earlier_output_once_the_user_added_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "o2"
+    assert invoke(*_tiny_bench_args(tmp_path), "--out", str(out)).exit_code == 0
+    (out / "my-chart.png").write_bytes(b"\x89PNG my chart\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = CliRunner().invoke(main, [*_tiny_bench_args(tmp_path), "--out", str(out)])
+    assert result.exit_code == 1 and "my-chart.png" in result.output, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
+
+
+def test_bench_unknown_recommender_fails_before_loading_any_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_benchmark: None
+) -> None:
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a dataset was loaded before the recommenders were checked")
+
+    monkeypatch.setattr("hybridrec.data.load_dataset", no_loading)
+    for names in (["nope"], ["all", "nope"]):
+        args = [x for n in names for x in ("-r", n)]
+        result = CliRunner().invoke(
+            main, ["bench", "--dataset", str(HETREC), *args, "--out", str(tmp_path / "o")]
+        )
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert lines == [lines[0]] and lines[0].startswith("Error: unknown recommender 'nope'")
+        assert "known: " in lines[0] and "popularity" in lines[0]
+    assert not (tmp_path / "o").exists()
+    result = CliRunner().invoke(
+        main, ["bench", "--quick", "-r", "nope", "-r", "bogus", "--out", str(tmp_path / "o")]
+    )
+    assert "unknown recommenders 'nope', 'bogus'" in result.output
+
+
+def test_bench_config_that_is_not_utf8_is_a_clean_error(
+    tmp_path: Path, no_benchmark: None
+) -> None:
+    config = tmp_path / "c.json"
+    config.write_bytes(b'{"datasets": ["caf\xe9.csv"]}')
+    result = CliRunner().invoke(main, ["bench", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"Error: {config}: invalid benchmark config: the file is not UTF-8" in result.output
 
 
 def test_bench_users_zero_is_a_clean_error(tmp_path: Path, no_benchmark: None) -> None:

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -388,3 +389,239 @@ def test_saved_files_follow_the_umask(tmp_path: Path) -> None:
     os.chmod(tmp_path / "results.json", 0o604)  # a replaced file keeps its mode
     atomic_write_text(tmp_path / "results.json", "{}")
     assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o604
+
+
+# --------------------------------------------------------------------------- loads while saving
+needs_flock = pytest.mark.skipif(sys.platform == "win32", reason="reads are locked with flock")
+
+
+def _first_user_top5(rec) -> list[str]:  # noqa: ANN001
+    return [r.item_id for r in rec.recommend(synthetic_dataset().user_ids[0], k=5)]
+
+
+@pytest.fixture(scope="module")
+def two_models() -> dict[str, object]:
+    ds = synthetic_dataset()
+    return {name: hr.create(name).fit(ds) for name in ("itemknn", "popularity")}
+
+
+def _load_while_saving(
+    path: Path, models: dict, *, locked: bool, saves: int = 20, threads: int = 4
+) -> tuple[dict[str, int], list[str], list[BaseException]]:
+    """``threads`` threads load ``path`` in a loop (at most 300 loads in all) while this
+    thread saves the two models in turn over it ``saves`` times."""
+    from hybridrec.persistence import reading
+
+    expected = {name: _first_user_top5(m) for name, m in models.items()}
+    done = threading.Event()
+    lock = threading.Lock()
+    loaded: dict[str, int] = {}
+    refused: list[str] = []
+    problems: list[BaseException] = []
+
+    def loader() -> None:
+        while not done.is_set():
+            with lock:
+                if sum(loaded.values()) + len(refused) >= 300:
+                    return
+            try:
+                if locked:
+                    with reading(path):
+                        rec = hr.load(path)
+                else:
+                    rec = hr.load(path)
+                top = _first_user_top5(rec)
+                assert top == expected[rec.name], f"{rec.name} recommends {top}"
+                with lock:
+                    loaded[rec.name] = loaded.get(rec.name, 0) + 1
+            except hr.ModelFileError as err:
+                with lock:
+                    refused.append(str(err))
+            except BaseException as err:  # noqa: BLE001 - reported to the test
+                with lock:
+                    problems.append(err)
+
+    workers = [threading.Thread(target=loader) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    try:
+        for i in range(saves):
+            models["popularity" if i % 2 else "itemknn"].save(path, overwrite=True)
+    finally:
+        done.set()
+        for w in workers:
+            w.join(timeout=120)
+    return loaded, refused, problems
+
+
+
+@needs_flock
+def test_loads_under_reading_never_see_a_half_replaced_model(
+    tmp_path: Path, two_models: dict
+) -> None:
+    path = two_models["itemknn"].save(tmp_path / "m")
+    loaded, refused, problems = _load_while_saving(path, two_models, locked=True)
+    assert not problems and not refused, (problems[:3], refused[:3])
+    assert sum(loaded.values()) > 0
+    assert hr.load(path).name == "popularity"  # the last save
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no lock, gate or backup left
+
+
+def test_plain_loads_while_saving_fail_only_with_model_file_errors(
+    tmp_path: Path, two_models: dict
+) -> None:
+    """Without a lock around the whole load (hr.load reads the manifest, then the class's
+    load reads it again and the arrays), a load may still meet the other model; it must then
+    be a ModelFileError naming the folder, never a bare OSError or a mixed model."""
+    path = two_models["itemknn"].save(tmp_path / "m")
+    loaded, refused, problems = _load_while_saving(path, two_models, locked=False)
+    assert not problems, problems[:3]
+    assert sum(loaded.values()) > 0
+    assert all(str(path) in message for message in refused), refused[:3]
+
+
+_LOAD_LOOP = """
+import json, sys, time
+from pathlib import Path
+import hybridrec as hr
+from hybridrec.contract import synthetic_dataset
+from hybridrec.persistence import reading
+path, stop = Path(sys.argv[1]), Path(sys.argv[2])
+user = synthetic_dataset().user_ids[0]
+seen, errors = {}, []
+Path(sys.argv[3]).write_text("ready")
+for _ in range(300):
+    if stop.exists():
+        break
+    try:
+        with reading(path):
+            rec = hr.load(path)
+        key = rec.name + ":" + ",".join(r.item_id for r in rec.recommend(user, k=5))
+        seen[key] = seen.get(key, 0) + 1
+    except Exception as err:
+        errors.append(type(err).__name__ + ": " + str(err))
+print(json.dumps({"seen": seen, "errors": errors[:5]}))
+"""
+
+
+@needs_flock
+def test_loads_in_other_processes_never_see_a_half_replaced_model(
+    tmp_path: Path, two_models: dict
+) -> None:
+    import subprocess
+
+    path = two_models["itemknn"].save(tmp_path / "models" / "m")
+    stop = tmp_path / "stop"
+    procs = []
+    for i in range(2):
+        ready = tmp_path / f"ready{i}"
+        procs.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-c", _LOAD_LOOP, str(path), str(stop), str(ready)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+                ready,
+            )
+        )
+    deadline = time.monotonic() + 120
+    while not all(ready.exists() for _, ready in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        for i in range(20):
+            two_models["popularity" if i % 2 else "itemknn"].save(path, overwrite=True)
+            time.sleep(0.01)
+    finally:
+        stop.write_text("stop")
+    expected = {f"{n}:{','.join(_first_user_top5(m))}" for n, m in two_models.items()}
+    total = 0
+    for proc, _ in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        doc = json.loads(out.strip().splitlines()[-1])
+        assert doc["errors"] == [], doc["errors"]
+        assert set(doc["seen"]) <= expected, doc["seen"]
+        total += sum(doc["seen"].values())
+    assert total > 0
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m"]
+
+
+@needs_flock
+def test_a_save_waits_for_a_read_under_way(tmp_path: Path, two_models: dict) -> None:
+    from hybridrec.persistence import reading
+
+    path = two_models["itemknn"].save(tmp_path / "m")
+    saved = threading.Event()
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            two_models["popularity"].save(path, overwrite=True)
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+        saved.set()
+
+    with reading(path):
+        worker = threading.Thread(target=save)
+        worker.start()
+        assert not saved.wait(0.5)  # the save waits for the read ...
+        assert read_manifest(path)["recommender"] == "itemknn"  # ... which sees one model
+    worker.join(timeout=60)
+    assert saved.is_set() and not errors, errors
+    assert hr.load(path).name == "popularity"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_saving_over_a_folder_this_thread_reads_is_refused(saved: Path) -> None:
+    from hybridrec.persistence import reading
+
+    with reading(saved), reading(saved):  # nests
+        with pytest.raises(OutputPathError, match="this thread is reading"):
+            fitted().save(saved, overwrite=True)
+    fitted().save(saved, overwrite=True)  # after the read: fine
+
+
+@needs_flock
+def test_loading_needs_no_write_permission(tmp_path: Path) -> None:
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    folder = tmp_path / "ro"
+    model = fitted().save(folder / "model")
+    folder.chmod(0o555)
+    try:
+        assert hr.load(model).is_fitted
+        assert sorted(p.name for p in folder.iterdir()) == ["model"]
+    finally:
+        folder.chmod(0o755)
+
+
+def test_files_vanishing_while_verifying_are_model_file_errors(
+    saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hybridrec.persistence as persistence
+
+    def gone(self, pattern):  # noqa: ANN001 - as rglob meets a folder removed under it
+        raise FileNotFoundError(2, "No such file or directory", str(self / "index"))
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "rglob", gone)
+        with pytest.raises(hr.ModelFileError, match="cannot list the folder's files") as info:
+            read_manifest(saved)
+        assert str(saved) in str(info.value)
+
+    def unreadable(path, chunk=0):  # noqa: ANN001
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(persistence, "sha256_file", unreadable)
+    with pytest.raises(hr.ModelFileError, match="cannot read it"):
+        read_manifest(saved)
+    (saved / "manifest.json").chmod(0o000)
+    try:
+        if os.access(saved / "manifest.json", os.R_OK):
+            return  # root reads anything
+        with pytest.raises(hr.ModelFileError, match="cannot read the manifest"):
+            read_manifest(saved)
+    finally:
+        (saved / "manifest.json").chmod(0o644)

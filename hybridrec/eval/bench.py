@@ -55,6 +55,33 @@ def expand_recommenders(specs: tuple[RecommenderSpec, ...]) -> tuple[Recommender
     return tuple(seen.values())
 
 
+def check_recommenders(config: BenchConfig) -> None:
+    """Check that every recommender of ``config`` (``all`` expanded) is registered.
+
+    Meant for before any dataset is loaded: :func:`run_benchmark` itself records an unknown
+    name as a failed row and runs the others. Only names are checked; a recommender whose
+    optional dependency is missing still fails in its own rows.
+
+    Raises:
+        RegistryError: an unknown name; the message lists the known ones.
+
+    Example:
+        >>> check_recommenders(BenchConfig(recommenders=("popularity",)))
+    """
+    from hybridrec.registry import RegistryError, entries, get
+
+    known = entries()
+    names = [spec.name for spec in expand_recommenders(config.recommenders)]
+    unknown = list(dict.fromkeys(name for name in names if name not in known))
+    if len(unknown) == 1:
+        get(unknown[0])  # raises the registry's own message
+    if unknown:
+        raise RegistryError(
+            f"unknown recommenders {', '.join(map(repr, unknown))}; known: "
+            f"{', '.join(sorted(known))}"
+        )
+
+
 def _create(spec: RecommenderSpec, seed: int) -> Any:
     from hybridrec.registry import create, get
 

@@ -343,15 +343,37 @@ class BenchConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> BenchConfig:
-        """Read a ``.toml`` or (any other suffix) ``.json`` benchmark config.
+        """Read a ``.toml`` or (any other suffix) ``.json`` benchmark config, in UTF-8 (a
+        byte-order mark is accepted).
 
         Raises:
-            ConfigError: the file is not valid JSON/TOML or the config has problems; the
-                message starts with the file's path.
-            OSError: the file cannot be read.
+            ConfigError: the file cannot be read (missing, a folder, no permission), is not
+                UTF-8 text, is not valid JSON/TOML, or the config has problems; the message
+                starts with the file's path.
         """
         path = Path(path)
-        text = path.read_text(encoding="utf-8")
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(["no such file"], source=path) from None
+        except IsADirectoryError:
+            raise ConfigError(["is a folder, not a config file"], source=path) from None
+        except OSError as err:
+            raise ConfigError(
+                [f"cannot read the file ({err.strerror or err})"], source=path
+            ) from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = raw.count(b"\n", 0, err.start) + 1
+            column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+            raise ConfigError(
+                [
+                    f"the file is not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line}, "
+                    f"column {column}); save it as UTF-8"
+                ],
+                source=path,
+            ) from None
         if path.suffix == ".toml":
             try:
                 import tomllib

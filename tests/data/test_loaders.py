@@ -535,6 +535,68 @@ def test_bom_and_crlf_generic_csv(tmp_path: Path) -> None:
     assert ds.interactions["rating"].tolist() == [4.5]
 
 
+@pytest.mark.parametrize("name", ["r.jsonl", "r.jsonl.gz"])
+def test_bom_generic_jsonl(tmp_path: Path, name: str) -> None:
+    columns = {"user_id": "user", "item_id": "item", "rating": "stars", "timestamp": "time"}
+    text = (FIXTURES / "generic" / "reviews.jsonl").read_bytes()
+    path = tmp_path / name
+    data = b"\xef\xbb\xbf" + text  # as Windows editors save UTF-8, like the CSV above
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    ds = load_dataset(path, columns=columns)
+    ref = load_dataset(FIXTURES / "generic" / "reviews.jsonl", columns=columns)
+    assert ds.interactions.equals(ref.interactions)
+    assert sorted(ds.user_ids) == ["u1", "u2"]
+    # the line-by-line pass (lenient, or naming a bad line) skips the mark too
+    data = b"\xef\xbb\xbf" + text + b'{"user": "u9", "item": \n'
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(DataError, match="line 4"):
+        load_dataset(path, columns=columns)
+    assert load_dataset(path, columns=columns, lenient=True).skipped_rows == 1
+
+
+def _resaved_as_utf8(tmp_path: Path, name: str, file: str) -> Path:
+    folder = fixture_copy(tmp_path, name)
+    text = (folder / file).read_bytes().decode("latin-1")
+    (folder / file).write_bytes(text.encode("utf-8"))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("name", "file", "item", "title"),
+    [
+        ("ml-100k", "u.item", "4", "Café au Lait"),
+        ("ml-1m", "movies.dat", "73", "Misérables, Les (1995)"),
+    ],
+)
+def test_catalogue_resaved_as_utf8_reads_the_same_titles(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str, file: str, item: str, title: str
+) -> None:
+    latin1 = load_dataset(FIXTURES / name)
+    with caplog.at_level(logging.INFO, logger="hybridrec.data.formats.movielens"):
+        utf8 = load_dataset(_resaved_as_utf8(tmp_path, name, file))
+    assert latin1.item(item).title == utf8.item(item).title == title
+    assert latin1.items["title"].tolist() == utf8.items["title"].tolist()
+    assert latin1.interactions.equals(utf8.interactions)
+    assert any(file in m and "read as UTF-8" in m for m in caplog.messages), caplog.messages
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hybridrec.data.formats.movielens"):
+        load_dataset(FIXTURES / name)
+    assert any(file in m and "read as Latin-1" in m for m in caplog.messages), caplog.messages
+    # an explicit encoding wins (here the wrong one: the UTF-8 bytes read as Latin-1)
+    forced = load_dataset(tmp_path / name, encoding="latin-1")
+    assert forced.item(item).title == title.encode("utf-8").decode("latin-1")
+    with pytest.raises(ValueError, match="unknown encoding 'nope'"):
+        load_dataset(tmp_path / name, encoding="nope")
+
+
+def test_utf8_catalogue_with_a_byte_order_mark(tmp_path: Path) -> None:
+    folder = _resaved_as_utf8(tmp_path, "ml-1m", "movies.dat")
+    data = (folder / "movies.dat").read_bytes()
+    (folder / "movies.dat").write_bytes(b"\xef\xbb\xbf" + data)
+    ds = load_dataset(folder)
+    assert ds.items["title"].tolist() == load_dataset(FIXTURES / "ml-1m").items["title"].tolist()
+
+
 # --------------------------------------------------------------------------- embedded + real data
 def test_embedded_dataset_loads_fast() -> None:
     load_dataset("ml-latest-small")  # warm imports and caches

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -120,6 +121,49 @@ def test_bad_files_name_the_file(tmp_path: Path, suffix: str, text: str, why: st
         BenchConfig.from_file(path)
     assert str(info.value).startswith(f"{path}: invalid benchmark config")
     assert why in str(info.value) and info.value.source == path
+
+
+def test_a_config_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_bytes(b'{"datasets": ["caf\xe9.csv"]}')  # Latin-1
+    with pytest.raises(ConfigError) as info:
+        BenchConfig.from_file(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: invalid benchmark config")
+    assert "not UTF-8" in message and "0xe9" in message and "line 1, column 19" in message
+    assert info.value.source == path
+
+
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+def test_unreadable_configs_are_config_errors_naming_the_file(
+    tmp_path: Path, suffix: str
+) -> None:
+    missing = tmp_path / f"nope{suffix}"
+    with pytest.raises(ConfigError, match="no such file") as info:
+        BenchConfig.from_file(missing)
+    assert str(info.value).startswith(str(missing))
+    folder = tmp_path / f"folder{suffix}"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a folder") as info:
+        BenchConfig.from_file(folder)
+    assert str(info.value).startswith(str(folder))
+    locked = tmp_path / f"locked{suffix}"
+    locked.write_text("{}")
+    locked.chmod(0o000)
+    try:
+        if not os.access(locked, os.R_OK):  # root reads anything
+            with pytest.raises(ConfigError, match="cannot read the file") as info:
+                BenchConfig.from_file(locked)
+            assert str(info.value).startswith(str(locked))
+    finally:
+        locked.chmod(0o644)
+
+
+@pytest.mark.parametrize(("suffix", "text"), [(".json", '{"users": 7}'), (".toml", "users = 7\n")])
+def test_a_byte_order_mark_is_accepted(tmp_path: Path, suffix: str, text: str) -> None:
+    path = tmp_path / f"c{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # as Windows editors save UTF-8
+    assert BenchConfig.from_file(path).users == 7
 
 
 # --------------------------------------------------------------------------- good configs

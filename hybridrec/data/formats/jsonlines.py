@@ -7,6 +7,7 @@ key of every malformed record.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import logging
@@ -40,6 +41,8 @@ def read_jsonl(
     chunksize: int = 100_000,
 ) -> Table:
     """Read the keys ``fields`` of a JSON lines file (UTF-8, ``.gz`` decompressed).
+
+    A UTF-8 byte-order mark at the start of the file is skipped, as for CSV files.
 
     Args:
         path: the file.
@@ -96,7 +99,7 @@ def _read_chunks(path: Path, names: list[str], chunksize: int) -> list[pd.DataFr
         dtype=False,
         chunksize=chunksize,
         compression="gzip" if path.name.endswith(".gz") else None,
-        encoding="utf-8",
+        encoding="utf-8-sig",  # a byte-order mark is skipped
         encoding_errors="strict",
     ) as reader:
         for chunk in reader:
@@ -110,9 +113,16 @@ def _read_chunks(path: Path, names: list[str], chunksize: int) -> list[pd.DataFr
 
 
 def _open(path: Path) -> IO[bytes]:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
+    """The file's bytes (decompressed if ``.gz``), after a UTF-8 byte-order mark if any."""
+    gz = path.name.endswith(".gz")
+    fh: IO[bytes] = gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115
+    try:
+        if fh.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
+            fh.seek(0)
+    except BaseException:
+        fh.close()
+        raise
+    return fh  # closed by the caller's with-block
 
 
 def _diagnose(

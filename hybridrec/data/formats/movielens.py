@@ -8,6 +8,11 @@
   ``|``-separated, 19 genre flags), ``u.user`` (id|age|gender|occupation|zip), ``u.genre``.
 * 1M: Latin-1, ``::``-separated ``ratings.dat``, ``movies.dat`` and ``users.dat``.
 
+The 100K and 1M catalogues (``u.item``, ``movies.dat``) are Latin-1 as published, but copies
+re-saved as UTF-8 circulate: a catalogue whose bytes are valid UTF-8 and not all ASCII is read
+as UTF-8 (a Latin-1 text is practically never valid multi-byte UTF-8), any other as Latin-1;
+which one is logged (info). An explicit ``encoding=`` is used for every file instead.
+
 Ids are integers in every layout (white space around them is accepted and ignored); ratings are
 checked against the published scale, timestamps must be integers.
 
@@ -18,6 +23,7 @@ Catalogue columns: ``item_id``, ``title`` (as published, year included), ``title
 
 from __future__ import annotations
 
+import codecs
 import logging
 import re
 from pathlib import Path
@@ -70,6 +76,47 @@ def find_file(folder: Path, name: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def catalogue_encoding(path: Path, data: bytes, encoding: str | None = None) -> str:
+    """The encoding to read a 100K/1M catalogue (``u.item``, ``movies.dat``) with.
+
+    ``encoding`` when given; else UTF-8 when ``data`` is valid UTF-8 and not all ASCII (a copy
+    re-saved as UTF-8: valid multi-byte UTF-8 sequences are practically never intended
+    Latin-1 text), else Latin-1, the published encoding. The choice is logged (info).
+
+    Example:
+        >>> catalogue_encoding(Path("u.item"), "Misérables".encode("utf-8"))
+        'utf-8-sig'
+        >>> catalogue_encoding(Path("u.item"), "Misérables".encode("latin-1"))
+        'latin-1'
+    """
+    if encoding is not None:
+        logger.info("%s: read as %s (the encoding given)", path, encoding)
+        utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        return "utf-8-sig" if utf8 else encoding
+    if data.isascii():
+        return "latin-1"  # the same text in either
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        logger.info("%s: read as Latin-1, the published encoding of this file", path)
+        return "latin-1"
+    logger.info(
+        "%s: read as UTF-8: its text is valid UTF-8 and not all ASCII, so it is a copy "
+        "re-saved as UTF-8 (the published encoding is Latin-1; pass encoding= to override)",
+        path,
+    )
+    return "utf-8-sig"  # a byte-order mark, if any, is not part of the first line
+
+
+def _check_encoding(encoding: str | None) -> None:
+    if encoding is None:
+        return
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise ValueError(f"unknown encoding {encoding!r}") from None
 
 
 def _need(folder: Path, name: str) -> Path:
@@ -249,14 +296,21 @@ def aggregate_tags(tags: pd.DataFrame, item_ids: pd.Series, *, limit: int = 10) 
 
 
 # --------------------------------------------------------------------------- 100K
-def read_ml_100k(folder: Path, *, lenient: bool = False) -> Frames:
+def read_ml_100k(folder: Path, *, lenient: bool = False, encoding: str | None = None) -> Frames:
     """Read a MovieLens 100K folder (``u.data``, ``u.item``, optional ``u.user``, ``u.genre``).
+
+    Args:
+        folder: the folder.
+        lenient: skip malformed rows instead of raising.
+        encoding: the encoding of every file; default Latin-1 as published, with ``u.item``
+            read as UTF-8 when it is valid UTF-8 (see :func:`catalogue_encoding`).
 
     Example:
         >>> frames = read_ml_100k(Path("ml-100k"))  # doctest: +SKIP
         >>> len(frames.interactions)  # doctest: +SKIP
         100000
     """
+    _check_encoding(encoding)
     ratings = read_delimited(
         _need(folder, "u.data"),
         [
@@ -267,16 +321,17 @@ def read_ml_100k(folder: Path, *, lenient: bool = False) -> Frames:
         ],
         sep="\t",
         names=["user_id", "item_id", "rating", "timestamp"],
-        encoding="latin-1",
+        encoding=encoding or "latin-1",
         quoted=False,
         lenient=lenient,
     )
     _require_rows(ratings, "ratings")
-    genres = _ml100k_genres(folder, lenient=lenient)
+    genres = _ml100k_genres(folder, lenient=lenient, encoding=encoding)
+    item_path = _need(folder, "u.item")
     flag_names = list(genres)  # the flag columns are named after their genre
     names = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *flag_names]
     movies = read_delimited(
-        _need(folder, "u.item"),
+        item_path,
         [
             Field("item_id", "int"),
             Field("title"),
@@ -286,7 +341,7 @@ def read_ml_100k(folder: Path, *, lenient: bool = False) -> Frames:
         ],
         sep="|",
         names=names,
-        encoding="latin-1",
+        encoding=catalogue_encoding(item_path, read_bytes(item_path), encoding),
         quoted=False,
         lenient=lenient,
     ).drop_duplicates("item_id", lenient=lenient, what="movie id")
@@ -327,7 +382,7 @@ def read_ml_100k(folder: Path, *, lenient: bool = False) -> Frames:
             ],
             sep="|",
             names=["user_id", "age", "gender", "occupation", "zip_code"],
-            encoding="latin-1",
+            encoding=encoding or "latin-1",
             quoted=False,
             lenient=lenient,
         ).drop_duplicates("user_id", lenient=lenient, what="user id")
@@ -344,7 +399,7 @@ def read_ml_100k(folder: Path, *, lenient: bool = False) -> Frames:
     )
 
 
-def _ml100k_genres(folder: Path, *, lenient: bool) -> tuple[str, ...]:
+def _ml100k_genres(folder: Path, *, lenient: bool, encoding: str | None) -> tuple[str, ...]:
     """Genre names in flag order: from ``u.genre`` when present, else the published list."""
     path = find_file(folder, "u.genre")
     if path is None:
@@ -354,7 +409,7 @@ def _ml100k_genres(folder: Path, *, lenient: bool) -> tuple[str, ...]:
         [Field("genre"), Field("index", "int", min=0)],
         sep="|",
         names=["genre", "index"],
-        encoding="latin-1",
+        encoding=encoding or "latin-1",
         quoted=False,
         lenient=lenient,
     )
@@ -365,14 +420,22 @@ def _ml100k_genres(folder: Path, *, lenient: bool) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------- 1M
-def read_ml_1m(folder: Path, *, lenient: bool = False) -> Frames:
+def read_ml_1m(folder: Path, *, lenient: bool = False, encoding: str | None = None) -> Frames:
     """Read a MovieLens 1M folder (``ratings.dat``, ``movies.dat``, optional ``users.dat``).
+
+    Args:
+        folder: the folder.
+        lenient: skip malformed rows instead of raising.
+        encoding: the encoding of every file; default Latin-1 as published, with
+            ``movies.dat`` read as UTF-8 when it is valid UTF-8 (see
+            :func:`catalogue_encoding`).
 
     Example:
         >>> frames = read_ml_1m(Path("ml-1m"))  # doctest: +SKIP
         >>> len(frames.interactions)  # doctest: +SKIP
         1000209
     """
+    _check_encoding(encoding)
     ratings = read_delimited(
         _need(folder, "ratings.dat"),
         [
@@ -383,14 +446,14 @@ def read_ml_1m(folder: Path, *, lenient: bool = False) -> Frames:
         ],
         sep="::",
         names=["UserID", "MovieID", "Rating", "Timestamp"],
-        encoding="latin-1",
+        encoding=encoding or "latin-1",
         quoted=False,
         lenient=lenient,
     )
     _require_rows(ratings, "ratings")
-    movies = read_ml1m_movies(_need(folder, "movies.dat"), lenient=lenient).drop_duplicates(
-        "item_id", lenient=lenient, what="MovieID", field="MovieID"
-    )
+    movies = read_ml1m_movies(
+        _need(folder, "movies.dat"), lenient=lenient, encoding=encoding
+    ).drop_duplicates("item_id", lenient=lenient, what="MovieID", field="MovieID")
     skipped = ratings.skipped + movies.skipped
     m = movies.frame
     year, clean = split_title_year(m["title"])
@@ -420,7 +483,7 @@ def read_ml_1m(folder: Path, *, lenient: bool = False) -> Frames:
             ],
             sep="::",
             names=["UserID", "Gender", "Age", "Occupation", "Zip-code"],
-            encoding="latin-1",
+            encoding=encoding or "latin-1",
             quoted=False,
             lenient=lenient,
         ).drop_duplicates("user_id", lenient=lenient, what="UserID", field="UserID")
@@ -450,8 +513,9 @@ def read_ml_1m(folder: Path, *, lenient: bool = False) -> Frames:
 _ML1M_MOVIE = re.compile(r"^(\d+)::(.*)::([^:]*)$")
 
 
-def read_ml1m_movies(path: Path, *, lenient: bool = False) -> Table:
-    """Read ``movies.dat`` (``MovieID::Title::Genres``, Latin-1).
+def read_ml1m_movies(path: Path, *, lenient: bool = False, encoding: str | None = None) -> Table:
+    """Read ``movies.dat`` (``MovieID::Title::Genres``; Latin-1, or UTF-8 when the file is valid
+    UTF-8, or ``encoding``: see :func:`catalogue_encoding`).
 
     Titles may contain ``:`` (even end with one), so each line is matched as "digits, ``::``,
     anything, ``::``, genres without a colon" instead of being split on every ``::``.
@@ -463,7 +527,8 @@ def read_ml1m_movies(path: Path, *, lenient: bool = False) -> Table:
         >>> read_ml1m_movies(p).frame["title"].tolist()
         ['Star Trek: Nemesis (2002)']
     """
-    text, _ = decode(read_bytes(path), "latin-1", path=path, lenient=lenient)
+    data = read_bytes(path)
+    text, _ = decode(data, catalogue_encoding(path, data, encoding), path=path, lenient=lenient)
     lines = pd.Series(text.split("\n"), dtype=object).str.rstrip("\r")
     numbers = np.arange(1, len(lines) + 1)
     blank = (lines.str.strip() == "").to_numpy()
