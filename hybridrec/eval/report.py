@@ -61,7 +61,11 @@ def _clean(value: Any) -> Any:
 # Metric families whose higher values are better: a significant difference is marked ▲ / ▼.
 # Every other metric (diversity, coverage, novelty, Gini, average popularity) describes the
 # lists rather than scoring them: a significant difference is marked + / − (higher / lower).
-HIGHER_IS_BETTER = frozenset({"ndcg", "hr", "recall", "precision", "mrr", "auc", "map"})
+HIGHER_IS_BETTER = frozenset(
+    {"ndcg", "hr", "recall", "precision", "mrr", "auc", "auc_user", "map", "candidate_recall"}
+)
+# Accuracy metrics whose lower values are better: ▲ marks a significant decrease.
+LOWER_IS_BETTER = frozenset({"logloss"})
 ALPHA = 0.05
 BETTER, WORSE, HIGHER, LOWER = "▲", "▼", "+", "−"
 # The raw p-value a comparison is judged on: the paired t-test, the Wilcoxon signed-rank test
@@ -205,8 +209,11 @@ def _mark(test: dict[str, Any] | None, p_holm: float | None, metric: str) -> str
     diff = test.get("diff")
     if not isinstance(diff, int | float) or not math.isfinite(diff) or diff == 0:
         return ""
-    if metric.split("@")[0] in HIGHER_IS_BETTER:
+    family = metric.split("@")[0]
+    if family in HIGHER_IS_BETTER:
         return BETTER if diff > 0 else WORSE
+    if family in LOWER_IS_BETTER:
+        return BETTER if diff < 0 else WORSE
     return HIGHER if diff > 0 else LOWER
 
 

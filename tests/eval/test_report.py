@@ -372,3 +372,12 @@ def test_console_digits_stay_aligned_beside_marks() -> None:
     values = ["0.1000", "0.1500", "0.0100"]
     ends = {ln.index(value) + 6 for ln, value in zip(body, values, strict=True)}
     assert len(ends) == 1
+
+
+def test_per_user_auc_and_logloss_are_marked_as_accuracy() -> None:
+    from hybridrec.eval.report import BETTER, WORSE, _mark
+
+    assert _mark({"diff": 0.1}, 0.001, "auc_user") == BETTER
+    assert _mark({"diff": -0.1}, 0.001, "auc_user") == WORSE
+    assert _mark({"diff": -0.02}, 0.001, "logloss") == BETTER  # lower log-loss is better
+    assert _mark({"diff": 0.02}, 0.001, "logloss") == WORSE
