@@ -439,8 +439,12 @@ class Recommender(ABC):
         found = sorted({part for parts in unused for part in parts})
         if found and on_unused != "ignore":
             message = (
-                f"{self.name or type(self).__name__} does not read {' or '.join(found)}; "
-                f"it answers from {', '.join(sorted(self.uses)) or 'nothing user-specific'} only"
+                f"{self.name or type(self).__name__} does not read {' or '.join(found)}"
+                + (
+                    f"; it answers from {', '.join(sorted(self.uses))} only"
+                    if self.uses
+                    else "; its answer is the same for every user"
+                )
             )
             if on_unused == "raise":
                 raise UnusedInputError(message)
@@ -505,16 +509,24 @@ class Recommender(ABC):
         return out
 
     def score_candidates(
-        self, users: Sequence[UserLike], candidates: Sequence[Sequence[object]]
+        self,
+        users: Sequence[UserLike],
+        candidates: Sequence[Sequence[object]],
+        *,
+        on_unused: str = "warn",
     ) -> list[np.ndarray]:
         """Scores of each user's candidate items, in the order given (higher is better).
 
         The scoring every recommender provides, whether or not it can score the whole
-        catalogue. Seen items are scored like any other.
+        catalogue. Seen items are scored like any other. A request the recommender cannot
+        personalise (see :attr:`uses`) is scored by the popularity fallback, on another scale
+        (interaction counts): compare scores within one request, or check
+        :meth:`unused_inputs` first.
 
         Args:
             users: known user ids or :class:`UserContext` values.
             candidates: per user, a list of item ids.
+            on_unused: as in :meth:`recommend`: ``"warn"``, ``"raise"`` or ``"ignore"``.
 
         Example:
             >>> import hybridrec as hr
@@ -525,6 +537,7 @@ class Recommender(ABC):
         """
         self._check_fitted()
         users = _as_user_list(users)
+        self._check_unused(users, on_unused)
         candidates = list(candidates)
         if len(users) != len(candidates):
             raise ValueError(
@@ -538,19 +551,23 @@ class Recommender(ABC):
             out.extend(self._candidate_scores(requests, codes))
         return out
 
-    def score(self, user: UserLike, item_ids: Sequence[object]) -> np.ndarray:
+    def score(
+        self, user: UserLike, item_ids: Sequence[object], *, on_unused: str = "warn"
+    ) -> np.ndarray:
         """Scores of the given items for one user, in the order given (higher is better)."""
-        return self.score_candidates([user], [list(item_ids)])[0]
+        return self.score_candidates([user], [list(item_ids)], on_unused=on_unused)[0]
 
-    def score_pairs(self, users: Sequence[UserLike], item_ids: Sequence[object]) -> np.ndarray:
+    def score_pairs(
+        self, users: Sequence[UserLike], item_ids: Sequence[object], *, on_unused: str = "warn"
+    ) -> np.ndarray:
         """The score of each (``users[i]``, ``item_ids[i]``) pair, as used by pairwise AUC."""
         users, item_ids = _as_user_list(users), list(item_ids)
         if len(users) != len(item_ids):
             raise ValueError("users and item_ids must have the same length")
-        scores = self.score_candidates(users, [[i] for i in item_ids])
+        scores = self.score_candidates(users, [[i] for i in item_ids], on_unused=on_unused)
         return np.concatenate(scores) if scores else np.empty(0, np.float64)
 
-    def score_all(self, users: Sequence[UserLike]) -> np.ndarray:
+    def score_all(self, users: Sequence[UserLike], *, on_unused: str = "warn") -> np.ndarray:
         """Dense scores ``(len(users), n_items)`` of the whole catalogue (item code order).
 
         Only for recommenders with ``full_scoring``; others score bounded candidate lists
@@ -566,6 +583,7 @@ class Recommender(ABC):
                 "use score_candidates"
             )
         users = _as_user_list(users)
+        self._check_unused(users, on_unused)
         rows = []
         for start in range(0, len(users), BATCH_USERS):
             chunk = users[start : start + BATCH_USERS]

@@ -93,7 +93,11 @@ class Reranker(Recommender):
 
     # ------------------------------------------------------------------ public API
     def score_candidates(
-        self, users: Sequence[UserLike], candidates: Sequence[Sequence[Candidate]]
+        self,
+        users: Sequence[UserLike],
+        candidates: Sequence[Sequence[Candidate]],
+        *,
+        on_unused: str = "warn",
     ) -> list[np.ndarray]:
         """Scores of each user's candidates, in the order given (higher is better).
 
@@ -102,9 +106,12 @@ class Reranker(Recommender):
             candidates: per user, catalogue item ids and/or :class:`~hybridrec.types.Item`
                 values (an ``Item`` with text is scored by its text, even outside the catalogue;
                 one without text must be in the catalogue).
+            on_unused: as in :meth:`Recommender.recommend`, for request input the reranker
+                does not read (see :attr:`uses`).
         """
         self._check_fitted()
         users = _as_user_list(users)
+        self._check_unused(users, on_unused)
         candidates = [self._check_candidates(c) for c in candidates]
         if len(users) != len(candidates):
             raise ValueError(
@@ -127,12 +134,18 @@ class Reranker(Recommender):
         return out
 
     def rerank(
-        self, user: UserLike, candidates: Sequence[Candidate], k: int | None = None
+        self,
+        user: UserLike,
+        candidates: Sequence[Candidate],
+        k: int | None = None,
+        *,
+        on_unused: str = "warn",
     ) -> list[Recommendation]:
         """The ``k`` best of ``candidates`` (all when ``k`` is None), best first.
 
         Ties keep the order given. An empty candidate list gives an empty answer; a candidate
-        given twice (the same item id) is ranked once, at its first place.
+        given twice (the same item id) is ranked once, at its first place. Input of the request
+        the reranker does not read is handled as ``on_unused`` says and listed in ``notes``.
 
         Example:
             >>> # rr.rerank(hr.UserContext(preference_text="heists"), ["1", "2"], k=1)
@@ -141,11 +154,13 @@ class Reranker(Recommender):
             {_candidate_id(c): c for c in reversed(self._check_candidates(candidates))}.values()
         )[::-1]
         k = len(cands) if k is None else check_k(k)
-        scores = self.score_candidates([user], [cands])[0]
+        scores = self.score_candidates([user], [cands], on_unused=on_unused)[0]
         order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")[:k]
         ids = [_candidate_id(c) for c in cands]
+        notes = tuple(f"{part} ignored: {self.name} does not read it" for part in
+                      self.unused_inputs(user))
         return [
-            Recommendation(ids[i], float(scores[i]), rank, self.name)
+            Recommendation(ids[i], float(scores[i]), rank, self.name, notes=notes)
             for rank, i in enumerate(order, 1)
         ]
 

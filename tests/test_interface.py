@@ -155,3 +155,25 @@ def test_rerank_ranks_a_repeated_candidate_once() -> None:
     rr = hr.create_reranker("similarity").fit(synthetic_dataset())
     assert [r.item_id for r in rr.rerank("probe-a", ["b2", "a0", "b2", "a0", "b1"])][0] == "a0"
     assert len(rr.rerank("probe-a", ["b2", "a0", "b2", "a0", "b1"])) == 3
+
+
+def test_scoring_and_reranking_report_what_they_ignore(split: hr.Split, ease) -> None:
+    ctx = hr.UserContext(preference_text="heist films")
+    with pytest.warns(hr.UnusedInputWarning, match="ease does not read preference_text"):
+        ease.score_pairs([ctx], ["356"])
+    with pytest.raises(hr.UnusedInputError):
+        ease.score(ctx, ["356"], on_unused="raise")
+    rr = hr.create_reranker("similarity").fit(split.train)
+    profiled = hr.UserContext(history=("1",), profile={"age": 30})
+    with pytest.warns(hr.UnusedInputWarning, match="similarity does not read profile"):
+        ranked = rr.rerank(profiled, ["356", "50"])
+    assert all("profile ignored" in r.notes[0] for r in ranked)
+
+
+def test_a_catalogue_item_given_with_its_own_text_is_scored_by_that_text(split: hr.Split) -> None:
+    rr = hr.create_reranker("similarity").fit(split.train)
+    plain = rr.score("1", ["356"])[0]
+    same_text = rr.score("1", [hr.Item("356", text=split.train.item("356").text)])[0]
+    other = rr.score("1", [hr.Item("356", text="A documentary about knitting socks")])[0]
+    assert same_text == pytest.approx(plain, abs=1e-5)
+    assert abs(other - plain) > 1e-3

@@ -400,7 +400,7 @@ class BenchConfig:
             protocols=("full-ranking", "sampled", "pairwise-auc", "cold-start"),
             k=(10,),
             users=200,
-            bootstrap=200,
+            bootstrap=1000,
             latency_requests=50,
             latency_warmup=5,
         )

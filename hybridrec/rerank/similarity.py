@@ -88,14 +88,26 @@ class SimilarityReranker(Reranker):
         self, requests: Sequence[Request], texts: Sequence[list[str]], codes: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
         ret = self.retriever_
+        assert self.item_texts_ is not None
         users = ret._context_vectors(requests)[:, :-1]  # unit vectors; zero: nothing to go on
-        pairs = zip(texts, codes, strict=True)
-        outside = [t for ts, cs in pairs for t, c in zip(ts, cs, strict=True) if c < 0]
+        # the catalogue's vector only for a catalogue item read with its catalogue text; an
+        # outside item, or one given with a text of its own, is encoded
+        stored = [
+            np.asarray(
+                [c >= 0 and t == self.item_texts_[c] for t, c in zip(ts, cs, strict=True)], bool
+            )
+            for ts, cs in zip(texts, codes, strict=True)
+        ]
+        outside = [
+            t
+            for ts, keep in zip(texts, stored, strict=True)
+            for t, k in zip(ts, keep, strict=True)
+            if not k
+        ]
         encoded = iter(ret._encode_queries(outside) if outside else [])
         out = []
-        for user, cs in zip(users, codes, strict=True):
+        for user, cs, known in zip(users, codes, stored, strict=True):
             vectors = np.empty((len(cs), ret.dim), np.float32)
-            known = cs >= 0
             vectors[known] = ret.embeddings_[cs[known]]
             for pos in np.flatnonzero(~known):
                 vectors[pos] = next(encoded)
