@@ -425,7 +425,7 @@ class PromptBuilder:
         self, history: list[HistoryEntry], profile: str
     ) -> tuple[tuple[HistoryEntry, ...], str]:
         cfg = self.config
-        recent = history[len(history) - cfg.history_items :] if cfg.history_items else []
+        recent = history[max(0, len(history) - cfg.history_items) :] if cfg.history_items else []
         recent = [e for e in recent if clean_item_text(e.item.text, cfg.item_chars)]
         base = self.count_tokens(self._prefix(self._user_values((), profile)))
 

@@ -1,0 +1,143 @@
+"""The ``lm`` reranker: fit, score, save/load, zero-shot, raw texts, exact shared-prefix scoring,
+bad input. Small settings throughout (the contract suite runs the defaults)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hybridrec as hr
+from hybridrec.contract import synthetic_dataset
+from hybridrec.errors import DataError, ModelFileError, UnknownIdError
+from hybridrec.rerank.lm import LMReranker
+from hybridrec.types import Interaction, Item, UserContext
+
+FAST = {"shots": 32, "training": {"num_train_epochs": 1.0}, "valid_frac": None}
+LISTS = [["a0", "b0", "a5"], ["b1", "a1"], ["a2"]]
+USERS = ["probe-a", "probe-b", "a-user3"]
+
+
+@pytest.fixture(scope="module")
+def data() -> hr.Dataset:
+    return synthetic_dataset()
+
+
+@pytest.fixture(scope="module")
+def trained(data: hr.Dataset) -> LMReranker:
+    rr = LMReranker(**FAST)
+    assert isinstance(rr, LMReranker)
+    return rr.fit(data)
+
+
+@pytest.fixture(scope="module")
+def zero_shot(data: hr.Dataset) -> LMReranker:
+    return LMReranker(head="verbalizer", train=False).fit(data)
+
+
+def test_registered_with_json_params() -> None:
+    rr = LMReranker(training={"strategy": "lora"}, prompt={"history_items": 5})
+    assert rr.name == "lm" and rr.training_config().strategy == "lora"
+    assert rr.prompt_config().history_items == 5
+    import json
+
+    json.dumps(rr.get_params())
+
+
+def test_fit_rerank_save_load_identical(
+    trained: LMReranker, data: hr.Dataset, tmp_path: Path
+) -> None:
+    assert trained.result_ is not None and trained.result_.steps > 0
+    ranked = trained.rerank("probe-a", ["b3", "a0", "b4"])
+    assert sorted(r.item_id for r in ranked) == ["a0", "b3", "b4"]
+    assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+    before = trained.score_candidates(USERS, LISTS)
+    folder = trained.save(tmp_path / "lm")
+    assert (folder / "lm" / "manifest.json").is_file()
+    again = LMReranker.load(folder)
+    assert isinstance(again, LMReranker) and again.get_params() == trained.get_params()
+    after = again.score_candidates(USERS, LISTS)
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert again.prompts("probe-a", ["a0"]) == trained.prompts("probe-a", ["a0"])
+
+
+def test_zero_shot_verbalizer_needs_no_training(zero_shot: LMReranker, tmp_path: Path) -> None:
+    assert zero_shot.result_ is None
+    assert zero_shot.backbone_.head == "verbalizer"
+    prompt = zero_shot.prompts("probe-a", ["a0"])[0]
+    assert prompt.rstrip().endswith("Answer:") and "Yes or No" in prompt
+    scores = zero_shot.score_candidates(USERS, LISTS)
+    assert all(np.isfinite(s).all() for s in scores)
+    again = LMReranker.load(zero_shot.save(tmp_path / "zs"))
+    for a, b in zip(scores, again.score_candidates(USERS, LISTS), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_raw_text_candidates(trained: LMReranker) -> None:
+    outside = Item("new", text="Astronauts pilot a starship to an alien planet")
+    retitled = Item("a0", text="A quiet drama about a lighthouse keeper")
+    scores = trained.score_candidates(["probe-a"], [["a0", outside, retitled]])[0]
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    prompts = trained.prompts("probe-a", ["a0", outside, retitled])
+    assert "Astronauts pilot a starship" in prompts[1]
+    assert "lighthouse keeper" in prompts[2] and "wormhole" not in prompts[2]
+    assert "wormhole" in prompts[0]  # the catalogue's own text of a0
+    # an anonymous user described by a history with ratings, and a profile
+    ctx = UserContext(history=(Interaction("a1", 5.0), Interaction("b2", 1.0)), profile={"age": 31})
+    text = trained.prompts(ctx, [outside])[0]
+    assert "Disliked:" in text and "Romance 2" in text.split("Disliked:")[1]
+    assert "age: 31" in text
+    assert np.isfinite(trained.score_candidates([ctx], [[outside, "b3"]])[0]).all()
+
+
+@pytest.mark.parametrize("which", ["trained", "zero_shot"])
+def test_shared_prefix_equals_naive(which: str, request: pytest.FixtureRequest) -> None:
+    rr: LMReranker = request.getfixturevalue(which)
+    cands = ["a0", "b0", "a5", "b7", Item("x", text="A heist in a casino")]
+    fast = rr.score_candidates(["probe-a"], [cands])[0]
+    naive = rr.backbone_.score_texts(rr.prompts("probe-a", cands))
+    np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-4)
+
+
+def test_bad_input(trained: LMReranker, data: hr.Dataset) -> None:
+    assert trained.rerank("probe-a", []) == []
+    assert [len(s) for s in trained.score_candidates(USERS[:2], [[], ["a0"]])] == [0, 1]
+    with pytest.raises(UnknownIdError, match="zzz"):
+        trained.rerank("probe-a", ["a0", "zzz"])
+    with pytest.raises(UnknownIdError):
+        trained.rerank("no-such-user", ["a0"])
+    huge = Item("huge", text="space " * 20_000)  # 120k characters
+    score = trained.score_candidates(["probe-a"], [[huge, "a0"]])[0]
+    assert np.isfinite(score).all()
+    prompt = trained.prompts("probe-a", [huge])[0]
+    assert len(prompt) < 2_000 and "…" in prompt
+    for kwargs, error in (
+        ({"head": "regression"}, ValueError),
+        ({"task": "clicks"}, ValueError),
+        ({"shots": 0}, ValueError),
+        ({"item_text": "summary"}, ValueError),
+        ({"valid_frac": 1.5}, ValueError),
+        ({"training": {"strategy": "magic"}}, ValueError),
+        ({"prompt": {"history_items": -1}}, ValueError),
+        ({"train": "yes"}, TypeError),
+    ):
+        with pytest.raises(error):
+            LMReranker(**kwargs)
+    implicit = hr.Dataset.from_frames(
+        pd.DataFrame(
+            {"user_id": [1] * 3 + [2] * 3, "item_id": [1, 2, 3] * 2, "timestamp": range(6)}
+        )
+    )
+    with pytest.raises(DataError, match="no ratings"):  # the rating task needs explicit ratings
+        LMReranker(task="rating", samples={"min_history": 1}, **FAST).fit(implicit)
+
+
+def test_damaged_model_file_is_refused(trained: LMReranker, tmp_path: Path) -> None:
+    folder = trained.save(tmp_path / "lm")
+    weights = next((folder / "lm").rglob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ModelFileError):
+        LMReranker.load(folder)
