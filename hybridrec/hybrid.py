@@ -26,6 +26,11 @@ RERANKER_FOLDER = "reranker"
 class TwoStageRecommender(Recommender):
     """Candidates from one recommender, reranked by a reranker (registry name ``two-stage``).
 
+    It ranks only its ``n_candidates`` candidates, so ``k`` above that returns at most
+    ``n_candidates`` items. When the candidate source cannot use a request (no history, and
+    text it does not read), its candidates are its popularity fallback; the recommendations
+    say so in ``notes``.
+
     Args:
         candidates: registry name of the candidate source (any recommender, ``ease`` included).
         n_candidates: candidates per request.
@@ -85,6 +90,15 @@ class TwoStageRecommender(Recommender):
             on_unused="ignore",
         )
         return [self._item_codes([x.item_id for x in recs]) for recs in lists]
+
+    def _request_notes(self, request: Request) -> tuple[str, ...]:
+        assert self.source_ is not None
+        if request.user is not None and self.source_._is_cold(self.source_._resolve(request.user)):
+            return (
+                f"candidates: {self.candidates} had nothing it can read in this request and gave "
+                "its popularity fallback",
+            )
+        return ()
 
     def _score_candidates(
         self, requests: Sequence[Request], candidates: Sequence[np.ndarray]

@@ -503,10 +503,22 @@ class Recommender(ABC):
             requests = [self._resolve(u) for u in chunk]
             items, scores = self._top_k_requests(requests, k, exclude_seen, cand)
             stages = [FALLBACK_STAGE if self._is_cold(r) else self.name for r in requests]
-            out.extend(
-                self._to_recommendations(items, scores, stages, unused[start : start + len(chunk)])
-            )
+            notes = [
+                self._ignored_notes(parts) + self._request_notes(r)
+                for parts, r in zip(unused[start : start + len(chunk)], requests, strict=True)
+            ]
+            out.extend(self._to_recommendations(items, scores, stages, notes))
         return out
+
+    def _ignored_notes(self, parts: Sequence[str]) -> tuple[str, ...]:
+        return tuple(
+            f"{part} ignored: {self.name or type(self).__name__} does not read it"
+            for part in parts
+        )
+
+    def _request_notes(self, request: Request) -> tuple[str, ...]:
+        """More notes on how a request was answered (a stage's fallback); none by default."""
+        return ()
 
     def score_candidates(
         self,
@@ -641,10 +653,7 @@ class Recommender(ABC):
         out = []
         for row, (row_items, row_scores) in enumerate(zip(items, scores, strict=True)):
             stage = self.name if stages is None else stages[row]
-            row_notes = () if notes is None else tuple(
-                f"{part} ignored: {self.name or type(self).__name__} does not read it"
-                for part in notes[row]
-            )
+            row_notes = () if notes is None else notes[row]
             recs = []
             for rank, (code, score) in enumerate(zip(row_items, row_scores, strict=True), 1):
                 if code < 0:

@@ -157,8 +157,7 @@ class Reranker(Recommender):
         scores = self.score_candidates([user], [cands], on_unused=on_unused)[0]
         order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")[:k]
         ids = [_candidate_id(c) for c in cands]
-        notes = tuple(f"{part} ignored: {self.name} does not read it" for part in
-                      self.unused_inputs(user))
+        notes = self._ignored_notes(self.unused_inputs(user))
         return [
             Recommendation(ids[i], float(scores[i]), rank, self.name, notes=notes)
             for rank, i in enumerate(order, 1)

@@ -177,3 +177,13 @@ def test_a_catalogue_item_given_with_its_own_text_is_scored_by_that_text(split: 
     other = rr.score("1", [hr.Item("356", text="A documentary about knitting socks")])[0]
     assert same_text == pytest.approx(plain, abs=1e-5)
     assert abs(other - plain) > 1e-3
+
+
+def test_two_stage_says_when_its_candidates_were_a_fallback() -> None:
+    from hybridrec.contract import synthetic_dataset
+
+    two = hr.create("two-stage", candidates="ease", n_candidates=5).fit(synthetic_dataset())
+    recs = two.recommend(hr.UserContext(preference_text="space"), k=3)
+    assert recs and all("candidates: ease had nothing it can read" in r.notes[0] for r in recs)
+    assert all(not r.notes for r in two.recommend("probe-a", k=3))
+    assert len(two.recommend("probe-a", k=50)) <= 5  # only its own candidates
