@@ -31,12 +31,12 @@ from typing import Any
 import click
 
 
-def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+def _parse_params(pairs: tuple[str, ...], param_hint: str = "--param") -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--param")
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=param_hint)
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -425,9 +425,30 @@ def fit_cmd(
 @click.option("--user", "-u", help="A known user id.")
 @click.option("--history", help="Comma-separated item ids, oldest first (an anonymous user).")
 @click.option("--text", help="The user's own words about what they like.")
+@click.option(
+    "--profile",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A user profile attribute (JSON value), e.g. age=25 or gender=F; repeatable.",
+)
+@click.option(
+    "--candidates",
+    metavar="ID,ID,...",
+    help="Comma-separated item ids: rank only these (needed for a saved reranker).",
+)
+@click.option(
+    "--on-unused",
+    type=click.Choice(["warn", "raise", "ignore"]),
+    default="warn",
+    show_default=True,
+    help="When the request carries input (--text, --profile) the recommender does not read: "
+    "warn prints a note, raise fails, ignore says nothing.",
+)
 @click.option("-k", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
 def recommend_cmd(
+    ctx: click.Context,
     dataset: str,
     load_options: dict[str, Any],
     recommender: str,
@@ -436,17 +457,41 @@ def recommend_cmd(
     user: str | None,
     history: str | None,
     text: str | None,
+    profile: tuple[str, ...],
+    candidates: str | None,
+    on_unused: str,
     k: int,
     as_json: bool,
 ) -> None:
-    """Recommend items for a known user, a history of item ids, or free text."""
+    """Recommend items for a known user, a history of item ids, or free text.
+
+    With --model, the saved model answers: -r/--param are refused (they choose what to fit).
+    A saved reranker ranks given items only: pass --candidates.
+    """
     from hybridrec.errors import HybridrecError
+    from hybridrec.reranker import Reranker
     from hybridrec.types import Interaction, UserContext
 
-    if user is None and history is None and text is None:
-        raise click.UsageError("give --user, --history or --text")
+    if user is None and history is None and text is None and not profile:
+        raise click.UsageError("give --user, --history, --text or --profile")
     if model and dataset is None and load_options:
         raise click.UsageError("dataset options need --dataset")
+    if model:
+        given = ctx.get_parameter_source("recommender") not in (
+            click.core.ParameterSource.DEFAULT,
+            click.core.ParameterSource.DEFAULT_MAP,
+        )
+        if given or param:
+            raise click.UsageError(
+                "-r/--recommender and -p/--param choose what to fit; --model uses a saved "
+                "model as it is: give one or the other"
+            )
+    profile_values = _parse_params(profile, param_hint="--profile")
+    cand_ids = None
+    if candidates is not None:
+        cand_ids = list(dict.fromkeys(c.strip() for c in candidates.split(",") if c.strip()))
+        if not cand_ids:
+            raise click.BadParameter("give at least one item id", param_hint="--candidates")
     try:
         if model and dataset is None:
             from hybridrec.registry import load
@@ -458,12 +503,24 @@ def recommend_cmd(
             )
             if model:
                 rec.check_catalogue(ds)
-        if history is not None or text is not None:
+        if isinstance(rec, Reranker) and cand_ids is None:
+            raise click.UsageError(
+                f"{model or recommender} is a reranker ({rec.name}): it ranks given items only. "
+                "Pass --candidates ID,ID,..., or put it behind a candidate source: "
+                f"-r two-stage -p reranker={rec.name}"
+            )
+        if history is not None or text is not None or profile_values:
             hist = tuple(Interaction(i.strip()) for i in (history or "").split(",") if i.strip())
-            target: Any = UserContext(user, hist, text)
+            target: Any = UserContext(user, hist, text, profile_values)
         else:
             target = user
-        recs = rec.recommend(target, k=k, on_unused="ignore")  # notes are printed below
+        # "warn" is reported below from Recommendation.notes, not as a Python warning
+        recs = rec.recommend(
+            target,
+            k=k,
+            candidates=cand_ids,
+            on_unused="ignore" if on_unused == "warn" else on_unused,
+        )
     except (HybridrecError, OSError, ValueError, TypeError) as err:
         _fail(err)
     titles = None
@@ -492,8 +549,9 @@ def recommend_cmd(
         ]
         click.echo(json.dumps({"user": user, "recommender": rec.name, "items": items}, indent=2))
         return
-    for note in dict.fromkeys(n for r in recs for n in r.notes):
-        click.echo(f"note: {note}; the answer does not use it", err=True)
+    if on_unused == "warn":
+        for note in dict.fromkeys(n for r in recs for n in r.notes):
+            click.echo(f"note: {note}; the answer does not use it", err=True)
     if recs and all(r.stage == "fallback:popularity" for r in recs):
         click.echo(
             f"note: {rec.name} had nothing it can read in this request, so it answered with the "

@@ -384,3 +384,236 @@ def test_a_saved_model_shows_its_own_titles_and_refuses_another_catalogue(tmp_pa
     )
     assert other.exit_code == 1 and "Traceback" not in other.output
     assert "fitted on the catalogue of 'log'" in other.output and "9742 items" in other.output
+
+
+# --------------------------------------------------------------------------- recommend options
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A popularity recommender and a similarity reranker fitted on the contract's synthetic
+    dataset, saved."""
+    import hybridrec
+    from hybridrec.contract import synthetic_dataset
+
+    ds = synthetic_dataset()
+    root = tmp_path_factory.mktemp("models")
+    out = {"popularity": root / "pop", "similarity": root / "sim"}
+    hybridrec.create("popularity").fit(ds).save(out["popularity"])
+    hybridrec.create_reranker("similarity").fit(ds).save(out["similarity"])
+    return out
+
+
+def test_recommend_on_unused_warn_is_the_default_and_prints_notes() -> None:
+    args = ["recommend", "-r", "itemknn", "--history", "1,2", "--text", "heist", "-k", "3"]
+    default = CliRunner().invoke(main, args)
+    warn = CliRunner().invoke(main, [*args, "--on-unused", "warn"])
+    for result in (default, warn):
+        assert result.exit_code == 0, result.output
+        assert "note: preference_text ignored: itemknn does not read it" in result.stderr
+        assert "Warning" not in result.stderr  # reported once, as a note
+    assert default.stdout == warn.stdout
+
+
+def test_recommend_on_unused_raise_is_a_clean_error() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "recommend",
+            "-r",
+            "itemknn",
+            "--history",
+            "1,2",
+            "--text",
+            "heist",
+            "--on-unused",
+            "raise",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "Error: itemknn does not read preference_text" in result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_recommend_on_unused_ignore_prints_no_notes() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "recommend",
+            "-r",
+            "itemknn",
+            "--history",
+            "1,2",
+            "--text",
+            "heist",
+            "-k",
+            "3",
+            "--on-unused",
+            "ignore",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "note:" not in result.stderr
+    assert len([line for line in result.stdout.splitlines() if line.strip()]) == 3
+
+
+def test_recommend_on_unused_rejects_other_values() -> None:
+    result = CliRunner().invoke(main, ["recommend", "--user", "1", "--on-unused", "loud"])
+    assert result.exit_code == 2 and "--on-unused" in result.output
+
+
+def test_recommend_profile_builds_the_user_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hybridrec.recommender import Recommender
+
+    seen = []
+    real = Recommender.recommend
+
+    def spy(self, user, *args, **kwargs):
+        seen.append((user, kwargs))
+        return real(self, user, *args, **kwargs)
+
+    monkeypatch.setattr(Recommender, "recommend", spy)
+    result = CliRunner().invoke(
+        main,
+        [
+            "recommend",
+            "--user",
+            "1",
+            "--profile",
+            "age=25",
+            "--profile",
+            "gender=F",
+            "--profile",
+            'tags=["a", "b"]',
+            "-k",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    ((user, kwargs),) = seen
+    assert user.user_id == "1"
+    assert dict(user.profile) == {"age": 25, "gender": "F", "tags": ["a", "b"]}
+    assert kwargs["on_unused"] == "ignore"  # warn: the CLI prints the notes itself
+    assert "note: profile ignored: popularity does not read it" in result.stderr
+
+
+def test_recommend_profile_with_on_unused_raise_fails_cleanly() -> None:
+    result = CliRunner().invoke(
+        main, ["recommend", "--user", "1", "--profile", "age=25", "--on-unused", "raise"]
+    )
+    assert result.exit_code == 1
+    assert "Error: popularity does not read profile" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_recommend_profile_needs_key_value() -> None:
+    result = CliRunner().invoke(main, ["recommend", "--user", "1", "--profile", "age"])
+    assert result.exit_code == 2 and "--profile" in result.output and "KEY=VALUE" in result.output
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["-r", "itemknn"],
+        ["-r", "popularity"],
+        ["-p", "neighbours=20"],
+        ["--recommender", "ease", "--param", "l2=1"],
+    ],
+)
+def test_recommend_refuses_recommender_or_params_with_model(
+    saved_models: dict[str, Path], extra: list[str]
+) -> None:
+    result = CliRunner().invoke(
+        main, ["recommend", "--model", str(saved_models["popularity"]), "--user", "a-user0", *extra]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--model" in result.output and "-r/--recommender" in result.output
+
+
+def test_recommend_model_without_recommender_still_works(saved_models: dict[str, Path]) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "recommend",
+            "--model",
+            str(saved_models["popularity"]),
+            "--user",
+            "a-user0",
+            "-k",
+            "2",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["recommender"] == "popularity"
+
+
+def test_recommend_saved_reranker_with_candidates(saved_models: dict[str, Path]) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "recommend",
+            "--model",
+            str(saved_models["similarity"]),
+            "--user",
+            "a-user0",
+            "--candidates",
+            "b1, a1,b2,b1",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    ids = [i["item_id"] for i in doc["items"]]
+    assert sorted(ids) == ["b1", "b2"]  # a1 is in a-user0's history; b1 given twice
+    assert doc["recommender"] == "similarity"
+    assert all(i["stage"] == "similarity" and i["title"] for i in doc["items"])
+    plain = CliRunner().invoke(
+        main,
+        [
+            "recommend",
+            "--model",
+            str(saved_models["similarity"]),
+            "--history",
+            "a0,a1",
+            "--candidates",
+            "a5,b5",
+            "-k",
+            "1",
+        ],
+    )
+    assert plain.exit_code == 0, plain.output
+    assert plain.stdout.split()[1] == "a5"  # a sci-fi history prefers the sci-fi item
+
+
+def test_recommend_saved_reranker_without_candidates_is_a_clean_error(
+    saved_models: dict[str, Path],
+) -> None:
+    result = CliRunner().invoke(
+        main, ["recommend", "--model", str(saved_models["similarity"]), "--user", "a-user0"]
+    )
+    assert result.exit_code != 0
+    assert "--candidates" in result.output and "-r two-stage -p reranker=similarity" in (
+        result.output
+    )
+    assert "candidates=[" not in result.output and "Traceback" not in result.output
+
+
+def test_recommend_candidates_with_a_recommender() -> None:
+    result = CliRunner().invoke(
+        main, ["recommend", "-r", "popularity", "--user", "1", "--candidates", "356,50,2", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    ids = [i["item_id"] for i in json.loads(result.stdout)["items"]]
+    assert set(ids) <= {"356", "50", "2"} and ids  # user 1 has seen some of them
+    model = CliRunner().invoke(
+        main, ["recommend", "-r", "popularity", "--user", "1", "--candidates", "nope"]
+    )
+    assert model.exit_code == 1 and "nope" in model.stderr and "Traceback" not in model.output
+    empty = CliRunner().invoke(main, ["recommend", "--user", "1", "--candidates", " , "])
+    assert empty.exit_code == 2 and "--candidates" in empty.output
+
+
+def test_recommend_profile_alone_is_a_request() -> None:
+    result = CliRunner().invoke(main, ["recommend", "--profile", "age=25", "-k", "2"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.strip().splitlines()) == 2
+    assert "note: profile ignored: popularity does not read it" in result.stderr
