@@ -358,13 +358,17 @@ class Recommender(SavedModel, ABC):
             self._user_lookup = {u: i for i, u in enumerate(self.user_ids_)}
         return self._user_lookup.get(normalise_id(user_id), -1)
 
-    def _item_codes(self, item_ids: Iterable[object], *, kind: str = "item") -> np.ndarray:
+    def _item_code(self, item_id: str) -> int:
+        """The code of a normalised item id, -1 when the catalogue does not have it."""
         if getattr(self, "_item_lookup", None) is None:
             self._item_lookup = {it: i for i, it in enumerate(self.item_ids_)}
+        return self._item_lookup.get(item_id, -1)
+
+    def _item_codes(self, item_ids: Iterable[object], *, kind: str = "item") -> np.ndarray:
         if isinstance(item_ids, str):
             raise TypeError(f"{kind} ids must be a list of ids, not the string {item_ids!r}")
         ids = [normalise_id(i) for i in item_ids]
-        codes = [self._item_lookup.get(i, -1) for i in ids]
+        codes = [self._item_code(i) for i in ids]
         unknown = [i for i, c in zip(ids, codes, strict=True) if c < 0]
         if unknown:
             raise UnknownIdError(kind, unknown)

@@ -177,7 +177,7 @@ class Reranker(Recommender):
         for pos, cand in enumerate(candidates):
             if isinstance(cand, Item) and cand.text.strip():
                 texts.append(cand.text)
-                known = self._item_lookup_get(cand.item_id)
+                known = self._item_code(cand.item_id)
                 codes[pos] = known
                 continue
             item_id = cand.item_id if isinstance(cand, Item) else cand
@@ -185,11 +185,6 @@ class Reranker(Recommender):
             codes[pos] = code
             texts.append(self.item_texts_[code])
         return texts, codes
-
-    def _item_lookup_get(self, item_id: str) -> int:
-        if getattr(self, "_item_lookup", None) is None:
-            self._item_lookup = {it: i for i, it in enumerate(self.item_ids_)}
-        return self._item_lookup.get(item_id, -1)
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.item_texts_ is not None

@@ -75,9 +75,7 @@ class SavedModel:
         """The title saved with the model for an item ("" when unknown or untitled)."""
         if self.item_titles_ is None:
             return ""
-        if getattr(self, "_item_lookup", None) is None:
-            self._item_lookup = {it: i for i, it in enumerate(self.item_ids_)}
-        code = self._item_lookup.get(normalise_id(item_id), -1)
+        code = self._item_code(normalise_id(item_id))  # type: ignore[attr-defined]
         return "" if code < 0 else str(self.item_titles_[code])
 
 
