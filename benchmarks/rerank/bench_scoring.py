@@ -26,8 +26,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -72,21 +70,9 @@ def machine_note() -> dict[str, Any]:
     import torch
     import transformers
 
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-            check=False,
-        ).stdout.strip() or None
-    except OSError:
-        commit = None
+    from hybridrec.eval.bench import cpu_name, git_commit
+
+    cpu, commit = cpu_name(), git_commit()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -106,12 +92,9 @@ def non_embedding_params(model: Any) -> int:
 
 
 def command_line() -> str:
-    script = Path(sys.argv[0]).resolve()
-    try:
-        script = script.relative_to(ROOT)
-    except ValueError:
-        pass
-    return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])
+    from hybridrec.eval.bench import script_command
+
+    return script_command(ROOT)
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +24,10 @@ def machine_note() -> dict[str, Any]:
     """CPU, cores and library versions of this run."""
     import faiss
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    note = {
-        "cpu": cpu,
+    from hybridrec.eval.bench import cpu_name, git_commit
+
+    return {
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "note": "2 CPU cores shared with other work running at the same time; timings are noisy, "
         "compare numbers within one run only",
@@ -44,25 +36,15 @@ def machine_note() -> dict[str, Any]:
         "faiss": faiss.__version__,
         "faiss_threads": faiss.omp_get_max_threads(),
         "gpu": faiss.get_num_gpus() > 0,
+        "git_commit": git_commit(),
     }
-    try:
-        note["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-            check=False,
-        ).stdout.strip() or None
-    except OSError:
-        note["git_commit"] = None
-    return note
 
 
 def command_line() -> str:
     """The command that ran this script, relative to the repository root."""
-    script = Path(sys.argv[0]).resolve()
-    try:
-        script = script.relative_to(ROOT)
-    except ValueError:
-        pass
-    return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])
+    from hybridrec.eval.bench import script_command
+
+    return script_command(ROOT)
 
 
 def write_report(out: Path, result: dict[str, Any], markdown: str) -> None:

@@ -113,6 +113,29 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else the platform's word for it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def script_command(root: Path) -> str:
+    """The command that ran the current script, relative to ``root`` (for benchmark reports)."""
+    import sys
+
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(root)
+    except ValueError:
+        pass
+    return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])
+
+
 def environment() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
