@@ -220,10 +220,48 @@ def _pairwise_bootstrap(
         ``(ci_low, ci_high, p)``; all NaN when no resample has both labels, ``p`` NaN without
         a baseline (or one scored on different pairs).
     """
+    base = baseline.pairwise[0] if baseline is not None and baseline.pairwise else None
+    aucs, diffs = _bootstrap_users(pairwise, base, resamples, seed)
+    if not len(aucs):
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = np.quantile(aucs, [0.025, 0.975])
+    return float(lo), float(hi), _two_sided_p(diffs)
+
+
+def auc_difference(
+    pairwise: tuple[np.ndarray, np.ndarray, np.ndarray],
+    baseline_scores: np.ndarray,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Global AUC of ``pairwise`` minus that of ``baseline_scores`` on the same pairs.
+
+    Returns ``diff``, its 95% percentile interval over users resampled with replacement
+    (``ci_low``, ``ci_high``) and the two-sided bootstrap ``p`` (as :func:`_pairwise_bootstrap`).
+    """
+    from hybridrec.eval.metrics import global_auc
+
+    scores, labels, _ = pairwise
+    _, diffs = _bootstrap_users(pairwise, baseline_scores, resamples, seed)
+    lo, hi = np.quantile(diffs, [0.025, 0.975]) if len(diffs) else (np.nan, np.nan)
+    return {
+        "diff": float(global_auc(scores, labels) - global_auc(baseline_scores, labels)),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "p": _two_sided_p(diffs),
+    }
+
+
+def _bootstrap_users(
+    pairwise: tuple[np.ndarray, np.ndarray, np.ndarray],
+    base: np.ndarray | None,
+    resamples: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs of user-resampled pairs and, with ``base``, the paired differences to it."""
     from hybridrec.eval.metrics import global_auc
 
     scores, labels, users = pairwise
-    base = baseline.pairwise[0] if baseline is not None and baseline.pairwise else None
     if base is not None and base.shape != scores.shape:
         logger.warning("baseline has %d pair scores, not %d: no p-value", len(base), len(scores))
         base = None
@@ -241,16 +279,16 @@ def _pairwise_bootstrap(
         aucs.append(a)
         if base is not None:
             diffs.append(a - global_auc(base[idx], labels[idx]))
-    if not aucs:
-        return float("nan"), float("nan"), float("nan")
-    lo, hi = np.quantile(aucs, [0.025, 0.975])
-    p = float("nan")
-    if diffs:
-        d = np.asarray(diffs)
-        below = (np.count_nonzero(d <= 0) + 1) / (len(d) + 1)
-        above = (np.count_nonzero(d >= 0) + 1) / (len(d) + 1)
-        p = float(min(1.0, 2 * min(below, above)))
-    return float(lo), float(hi), p
+    return np.asarray(aucs, dtype=np.float64), np.asarray(diffs, dtype=np.float64)
+
+
+def _two_sided_p(diffs: np.ndarray) -> float:
+    """``2 * min(P(d <= 0), P(d >= 0))`` with add-one counts; NaN without differences."""
+    if not len(diffs):
+        return float("nan")
+    below = (np.count_nonzero(diffs <= 0) + 1) / (len(diffs) + 1)
+    above = (np.count_nonzero(diffs >= 0) + 1) / (len(diffs) + 1)
+    return float(min(1.0, 2 * min(below, above)))
 
 
 def run_benchmark(

@@ -416,9 +416,9 @@ class PairwiseAUC(Protocol):
         ev.per_user["auc_user"] = _per_user_auc(x, labels, users, self.test_users)
         return ev
 
-    def rating_baselines(self) -> dict[str, Evaluation]:
-        """Item mean, user (history) mean and their logistic-regression combination."""
-
+    def rating_features(self, pairs: pd.DataFrame) -> np.ndarray:
+        """Per pair: the item's mean rating (shrunk to the global mean) over the training
+        users, and the user's mean rating over the pair's history (two columns)."""
         train = self.train.interactions
         rated = train[train["rating"].notna()]
         global_mean = float(rated["rating"].mean()) if len(rated) else 0.0
@@ -427,19 +427,16 @@ class PairwiseAUC(Protocol):
         sums = np.bincount(rated["item"], rated["rating"].to_numpy(np.float64), n_items)
         counts = np.bincount(rated["item"], minlength=n_items)
         item_mean = (sums + shrink * global_mean) / (counts + shrink)
+        im = item_mean[pairs["item"].to_numpy()]
+        um = np.array(
+            [np.nanmean(r) if np.isfinite(r).any() else global_mean for r in pairs["hist_ratings"]]
+        )
+        return np.column_stack([im, um])
 
-        def features(pairs: pd.DataFrame) -> np.ndarray:
-            im = item_mean[pairs["item"].to_numpy()]
-            um = np.array(
-                [
-                    np.nanmean(r) if np.isfinite(r).any() else global_mean
-                    for r in pairs["hist_ratings"]
-                ]
-            )
-            return np.column_stack([im, um])
-
-        x_test = features(self.test_pairs)
-        x_train = features(self.train_pairs)
+    def rating_baselines(self) -> dict[str, Evaluation]:
+        """Item mean, user (history) mean and their logistic-regression combination."""
+        x_test = self.rating_features(self.test_pairs)
+        x_train = self.rating_features(self.train_pairs)
         out = {
             "item-mean-rating": self._evaluation(x_test[:, 0], x_train[:, 0]),
             "user-mean-rating": self._evaluation(x_test[:, 1], x_train[:, 1]),
