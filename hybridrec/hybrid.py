@@ -104,8 +104,11 @@ class TwoStageRecommender(Recommender):
         self, requests: Sequence[Request], candidates: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
         assert self.reranker_ is not None and self.item_ids_ is not None
+        # what the pipeline cannot read was reported at its level; a stage may read less
         return self.reranker_.score_candidates(
-            [r.user for r in requests], [list(self.item_ids_[c]) for c in candidates]
+            [r.user for r in requests],
+            [list(self.item_ids_[c]) for c in candidates],
+            on_unused="ignore",
         )
 
     def _save_extra(self, folder: Path) -> None:

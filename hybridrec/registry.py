@@ -28,11 +28,13 @@ BUILTINS: dict[str, str] = {
     "ease": "hybridrec.baselines.ease:EASERecommender",
     "embedding": "hybridrec.retrieval.retriever:EmbeddingRetriever",
     "two-stage": "hybridrec.hybrid:TwoStageRecommender",
+    "rerank": "hybridrec.rerank.pipeline:RerankRecommender",
 }
 
 #: reranker name -> "module:attribute"; imported lazily
 BUILTIN_RERANKERS: dict[str, str] = {
     "similarity": "hybridrec.rerank.similarity:SimilarityReranker",
+    "lm": "hybridrec.rerank.lm:LMReranker",
 }
 
 #: top-level import name -> the pip requirement that provides it

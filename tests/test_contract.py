@@ -7,6 +7,28 @@ import pytest
 import hybridrec as hr
 from hybridrec.contract import RecommenderContract, RerankerContract
 
+# The language-model stages train a LoRA adapter on 256 examples by default (minutes on a CPU);
+# tests/rerank/ trains them for real. The contract checks their interface with the zero-shot
+# verbalizer of the same pretrained model, for `rerank` on titles and a 5-item history, which
+# keeps the contract's loops over every user's whole list within the test budget.
+CONTRACT_PARAMS: dict[str, dict] = {
+    "rerank": {
+        "reranker_params": {"train": False, "item_text": "title", "prompt": {"history_items": 5}}
+    },
+    "lm": {"train": False},
+}
+_FITTED: dict[str, tuple] = {}
+
+
+def _fitted_once(suite: RecommenderContract | RerankerContract, fit: object) -> tuple:
+    """Fit the language-model stages once per session (the other ones fit in milliseconds)."""
+    name = suite.name  # type: ignore[attr-defined]
+    if name not in CONTRACT_PARAMS:
+        return fit()  # type: ignore[operator]
+    if name not in _FITTED:
+        _FITTED[name] = fit()  # type: ignore[operator]
+    return _FITTED[name]
+
 
 @pytest.fixture(params=hr.available())
 def recommender_name(request: pytest.FixtureRequest) -> str:
@@ -24,7 +46,12 @@ class TestRegisteredRecommenders(RecommenderContract):
         self.name = recommender_name
 
     def make(self) -> hr.Recommender:
-        return hr.create(self.name)
+        return hr.create(self.name, **CONTRACT_PARAMS.get(self.name, {}))
+
+    def fitted(self) -> tuple:
+        if self.name in CONTRACT_PARAMS:
+            self.atol = 1e-4  # float32 language-model scores (see RecommenderContract.atol)
+        return _fitted_once(self, super().fitted)
 
 
 class TestRegisteredRerankers(RerankerContract):
@@ -33,4 +60,9 @@ class TestRegisteredRerankers(RerankerContract):
         self.name = reranker_name
 
     def make(self) -> hr.Reranker:
-        return hr.create_reranker(self.name)
+        return hr.create_reranker(self.name, **CONTRACT_PARAMS.get(self.name, {}))
+
+    def fitted(self) -> tuple:
+        if self.name in CONTRACT_PARAMS:
+            self.atol = 1e-4  # float32 language-model scores (see RecommenderContract.atol)
+        return _fitted_once(self, super().fitted)

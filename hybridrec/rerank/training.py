@@ -546,19 +546,23 @@ def save_fine_tuned(
     *,
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
+    reference_only: bool = False,
 ) -> Path:
     """Save a fine-tuned backbone: weights (safetensors), tokenizer and a manifest.
 
     A full or ``top`` model is saved whole (``model/``, ``save_pretrained``); a PEFT model as
     its adapter and head only (``adapter/``), with the base model's name and identity, which
-    :func:`load_fine_tuned` checks. Written atomically; an existing folder is replaced only
-    with ``overwrite=True`` and only if it is a saved hybridrec model.
+    :func:`load_fine_tuned` checks. With ``reference_only`` (an untrained verbalizer: nothing
+    new to store) only the base model's name and identity are saved. Written atomically; an
+    existing folder is replaced only with ``overwrite=True`` and only if it is a saved
+    hybridrec model.
 
     Args:
         backbone: the backbone (after :func:`fine_tune`, or loaded).
         folder: where to save.
         overwrite: replace a model saved there before.
         extra: more JSON-serialisable fields for the manifest (a template name, a config).
+        reference_only: save no weights (only for an untrained ``verbalizer`` backbone).
 
     Returns:
         The folder's path.
@@ -577,11 +581,14 @@ def save_fine_tuned(
     from hybridrec.persistence import atomic_directory, library_versions, write_manifest
 
     peft = _is_peft(backbone.model)
+    if reference_only and (peft or backbone.head != "verbalizer"):
+        raise ValueError("reference_only is for an untrained verbalizer backbone")
     manifest: dict[str, Any] = {
         "kind": KIND,
         "head": backbone.head,
         "answers": list(backbone.answers),
         "peft": peft,
+        "reference_only": reference_only,
         "model_class": type(peft_setup._base(backbone.model)).__name__,
         "base_name": backbone.name,
         "base_identity": backbone.identity,
@@ -593,7 +600,9 @@ def save_fine_tuned(
         manifest["peft_type"] = str(backbone.model.peft_config[adapter].peft_type.value)
     with atomic_directory(folder, overwrite=overwrite) as tmp:
         backbone.tokenizer.save_pretrained(str(tmp / TOKENIZER_DIR))
-        if peft:
+        if reference_only:
+            pass
+        elif peft:
             backbone.model.save_pretrained(str(tmp / ADAPTER_DIR), safe_serialization=True)
             (tmp / ADAPTER_DIR / "README.md").unlink(missing_ok=True)  # a generated model card
         else:
@@ -641,7 +650,7 @@ def load_fine_tuned(
             )
         head = manifest.get("head")
         answers = tuple(manifest.get("answers") or DEFAULT_ANSWERS)
-        if manifest.get("peft"):
+        if manifest.get("peft") or manifest.get("reference_only"):
             return _load_adapter(folder, manifest, head, answers, base, device)
         return _load_whole(folder, head, answers, device)
 
@@ -691,7 +700,11 @@ def _load_adapter(
             # AdaLoRA's rank pattern (ranks kept per lora_E) is read by peft's check as LoRA's
             # (ranks per module) and reported as unmatched; it is applied all the same
             warnings.filterwarnings("ignore", message="The following rank_pattern keys")
-            model = PeftModel.from_pretrained(backbone.model, str(folder / ADAPTER_DIR))
+            model = (
+                backbone.model
+                if manifest.get("reference_only")
+                else PeftModel.from_pretrained(backbone.model, str(folder / ADAPTER_DIR))
+            )
     except ModelFileError:
         raise
     except Exception as err:

@@ -1,5 +1,6 @@
 """The ``lm`` reranker: fit, score, save/load, zero-shot, raw texts, exact shared-prefix scoring,
-bad input. Small settings throughout (the contract suite runs the defaults)."""
+bad input. The tiny random GPT-2 throughout (the pretrained default is trained in
+test_pipeline.py's slow test and checked zero-shot by the contract suite)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from hybridrec.errors import DataError, ModelFileError, UnknownIdError
 from hybridrec.rerank.lm import LMReranker
 from hybridrec.types import Interaction, Item, UserContext
 
-FAST = {"shots": 32, "training": {"num_train_epochs": 1.0}, "valid_frac": None}
+# the tiny random GPT-2 (fast): full fine-tuning at a high learning rate, one epoch
+TINY = {
+    "model": "tiny-gpt2",
+    "head": "classifier",
+    "training": {"strategy": "full", "learning_rate": 2e-3, "num_train_epochs": 1.0},
+}
+FAST = {**TINY, "shots": 32, "valid_frac": None}
 LISTS = [["a0", "b0", "a5"], ["b1", "a1"], ["a2"]]
 USERS = ["probe-a", "probe-b", "a-user3"]
 
@@ -34,7 +41,7 @@ def trained(data: hr.Dataset) -> LMReranker:
 
 @pytest.fixture(scope="module")
 def zero_shot(data: hr.Dataset) -> LMReranker:
-    return LMReranker(head="verbalizer", train=False).fit(data)
+    return LMReranker(model="tiny-gpt2", head="verbalizer", train=False).fit(data)
 
 
 def test_registered_with_json_params() -> None:
@@ -71,7 +78,10 @@ def test_zero_shot_verbalizer_needs_no_training(zero_shot: LMReranker, tmp_path:
     assert prompt.rstrip().endswith("Answer:") and "Yes or No" in prompt
     scores = zero_shot.score_candidates(USERS, LISTS)
     assert all(np.isfinite(s).all() for s in scores)
-    again = LMReranker.load(zero_shot.save(tmp_path / "zs"))
+    folder = zero_shot.save(tmp_path / "zs")
+    # nothing was trained: the saved model names its base model instead of copying its weights
+    assert not list((folder / "lm").rglob("*.safetensors"))
+    again = LMReranker.load(folder)
     for a, b in zip(scores, again.score_candidates(USERS, LISTS), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 

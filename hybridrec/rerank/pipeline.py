@@ -1,0 +1,192 @@
+"""``rerank``: a candidate generator's top items, reranked by the fine-tuned language model.
+
+The rerank stage of the product (see ``../shared/DESIGN.md``): any registered recommender
+(``embedding`` by default, ``ease`` or a plugin) proposes ``n_candidates`` items, and the
+``lm`` reranker (:class:`~hybridrec.rerank.lm.LMReranker`) orders them. By default the
+reranker is trained on the ranking task with its hard negatives drawn from the same generator,
+which is what it sees at serving time.
+
+Fusion (``fusion="lr"``): the final score is a logistic regression on the language model's
+logit, the generator's score, the candidate's log popularity and its (shrunk) mean rating,
+fitted on the reranker's validation examples only (users it was not trained on; their
+histories end before each target). ``fusion="none"`` (default) ranks by the logit alone.
+:meth:`RerankRecommender.fusion_weights` shows what the regression learnt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hybridrec.checks import check_int
+from hybridrec.data.dataset import Dataset
+from hybridrec.hybrid import TwoStageRecommender
+from hybridrec.recommender import Request
+from hybridrec.types import Interaction, UserContext
+
+FUSIONS = ("none", "lr")
+#: the features of the fused score, in the order of :attr:`RerankRecommender.fusion_`
+FUSION_FEATURES = ("lm_logit", "generator_score", "log_popularity", "mean_rating")
+#: prior count shrinking an item's mean rating to the global mean
+_SHRINK = 10.0
+
+
+class RerankRecommender(TwoStageRecommender):
+    """Top ``n_candidates`` of a generator, reranked by the ``lm`` reranker (name ``rerank``).
+
+    Args:
+        candidates: registry name of the candidate generator (any recommender).
+        n_candidates: candidates per request (20 by default).
+        candidates_params: parameters of the generator.
+        reranker_params: parameters of :class:`~hybridrec.rerank.lm.LMReranker` (``model``,
+            ``head``, ``task``, ``shots``, ``training``, ``prompt``, ...); its ``candidates``
+            (the generator of the ranking task's negatives) defaults to ``candidates``.
+        fusion: ``"none"`` (the language model's logit) or ``"lr"`` (see the module docstring;
+            needs the reranker's validation data, so ``valid_frac`` must not be None).
+        seed: the reranker's seed (sampling, head initialisation, training) unless
+            ``reranker_params`` gives one.
+
+    Example:
+        >>> import hybridrec as hr
+        >>> rec = hr.create("rerank", candidates="ease", reranker_params={"shots": 64})
+        >>> rec.candidate_source
+        'top-20 of ease'
+    """
+
+    name: ClassVar[str] = "rerank"
+
+    def __init__(
+        self,
+        candidates: str = "embedding",
+        n_candidates: int = 20,
+        candidates_params: Mapping[str, Any] | None = None,
+        reranker_params: Mapping[str, Any] | None = None,
+        fusion: str = "none",
+        seed: int = 0,
+    ) -> None:
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; known: {', '.join(FUSIONS)}")
+        check_int("n_candidates", n_candidates, minimum=1)
+        check_int("seed", seed, minimum=0)
+        params = dict(reranker_params or {})
+        if fusion == "lr" and "valid_frac" in params and params["valid_frac"] is None:
+            raise ValueError("fusion='lr' is fitted on validation data: valid_frac cannot be None")
+        super().__init__(candidates, n_candidates, "lm", candidates_params, params)
+        self.fusion = fusion
+        self.seed = seed
+        from hybridrec.rerank.lm import LMReranker
+
+        LMReranker(**self._lm_params())  # validates the settings now
+        #: coefficients of :data:`FUSION_FEATURES`, then the intercept (``fusion="lr"``)
+        self.fusion_: np.ndarray | None = None
+
+    def _fit(self, train: Dataset) -> None:
+        from hybridrec.registry import create, create_reranker
+
+        self.source_ = create(self.candidates, **self.candidates_params).fit(train)
+        self.reranker_ = create_reranker("lm", **self._lm_params()).fit(train)
+        self.fusion_ = self._fit_fusion() if self.fusion == "lr" else None
+
+    def _lm_params(self) -> dict[str, Any]:
+        return {"candidates": self.candidates, "seed": self.seed, **self.reranker_params}
+
+    # ------------------------------------------------------------------ fusion
+    def _fit_fusion(self) -> np.ndarray:
+        from sklearn.linear_model import LogisticRegression
+
+        validation = getattr(self.reranker_, "validation_", None)
+        if validation is None:
+            raise ValueError(
+                "fusion='lr' needs validation examples, and the reranker had none (too few "
+                "users, one label only, or train=False); use fusion='none'"
+            )
+        examples, logits = validation
+        generator = self._validation_generator_scores(examples)
+        x = np.column_stack([logits, generator, *self._item_features(examples.item).T])
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit(x, examples.label)
+        return np.concatenate([lr.coef_[0], lr.intercept_]).astype(np.float64)
+
+    def _validation_generator_scores(self, examples: Any) -> np.ndarray:
+        """The generator's score of each validation candidate, from the history before it."""
+        assert self.source_ is not None
+        inter, ids = examples.dataset.interactions, examples.dataset.item_ids
+        items = inter["item"].to_numpy()
+        ratings = inter["rating"].to_numpy(dtype=np.float64)
+        times = inter["timestamp"].to_numpy()
+        groups = np.unique(examples.group)
+        contexts, lists, members = [], [], []
+        for g in groups:
+            idx = np.flatnonzero(examples.group == g)
+            lo, hi = int(examples.history_start[idx[0]]), int(examples.history_stop[idx[0]])
+            contexts.append(
+                UserContext(
+                    history=tuple(
+                        Interaction(str(ids[i]), None if np.isnan(r) else float(r), int(t))
+                        for i, r, t in zip(items[lo:hi], ratings[lo:hi], times[lo:hi], strict=True)
+                    )
+                )
+            )
+            lists.append([str(ids[i]) for i in examples.item[idx]])
+            members.append(idx)
+        out = np.zeros(len(examples), dtype=np.float64)
+        scores = self.source_.score_candidates(contexts, lists, on_unused="ignore")
+        for idx, s in zip(members, scores, strict=True):
+            out[idx] = np.nan_to_num(s, nan=0.0, posinf=0.0, neginf=0.0)
+        return out
+
+    def _item_features(self, codes: np.ndarray) -> np.ndarray:
+        """Log popularity and shrunk mean rating of items (from the reranker's catalogue)."""
+        cat = self.reranker_.catalogue_  # type: ignore[union-attr]
+        counts = np.asarray(cat.counts, dtype=np.float64)
+        sums = np.asarray(cat.rating_sums, dtype=np.float64)
+        rated = np.asarray(cat.rating_counts, dtype=np.float64)
+        mean = sums.sum() / rated.sum() if rated.sum() else 0.0
+        shrunk = (sums + _SHRINK * mean) / (rated + _SHRINK)
+        return np.column_stack([np.log1p(counts[codes]), shrunk[codes]])
+
+    def fusion_weights(self) -> dict[str, float] | None:
+        """The fused score's coefficients by feature name (and ``intercept``), or None."""
+        if self.fusion_ is None:
+            return None
+        return dict(zip((*FUSION_FEATURES, "intercept"), map(float, self.fusion_), strict=True))
+
+    # ------------------------------------------------------------------ scoring
+    def _score_candidates(
+        self, requests: Sequence[Request], candidates: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        logits = super()._score_candidates(requests, candidates)
+        if self.fusion_ is None:
+            return logits
+        assert self.source_ is not None and self.item_ids_ is not None
+        generator = self.source_.score_candidates(
+            [r.user for r in requests], [list(self.item_ids_[c]) for c in candidates],
+            on_unused="ignore",
+        )  # fmt: skip
+        w = self.fusion_
+        out = []
+        for lm, gen, codes in zip(logits, generator, candidates, strict=True):
+            gen = np.nan_to_num(np.asarray(gen, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+            x = np.column_stack([lm, gen, *self._item_features(np.asarray(codes)).T])
+            out.append(x @ w[:-1] + w[-1])
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        state = super()._state()
+        if self.fusion_ is not None:
+            state["fusion"] = self.fusion_
+        return state
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        super()._load_state(arrays)
+        self.fusion_ = None
+        if self.fusion == "lr":
+            if "fusion" not in arrays:
+                raise ValueError("fusion='lr' but no fusion weights were saved")
+            self.fusion_ = arrays["fusion"].astype(np.float64)
+            if self.fusion_.shape != (len(FUSION_FEATURES) + 1,):
+                raise ValueError(f"fusion weights must be {len(FUSION_FEATURES) + 1} numbers")
+            if not np.isfinite(self.fusion_).all():
+                raise ValueError("fusion weights must be finite")
