@@ -562,6 +562,79 @@ def recommend_cmd(
         click.echo(f"{r.rank:>3}. {r.item_id:<12} {r.score:>10.4f}  {title(r.item_id)}")
 
 
+@main.command("train-reranker")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Model folder, over the config's 'out': new, empty, or (with --overwrite) a saved "
+    "model. Checked before training.",
+)
+@click.option("--dataset", help="Dataset name or path, over the config's 'dataset'.")
+@dataset_options
+@click.option(
+    "--overwrite", is_flag=True, help="Replace a model already saved in the output folder."
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the config, load the dataset, check the output folder and print the resolved "
+    "settings; train and write nothing.",
+)
+def train_reranker_cmd(
+    config: Path,
+    out: Path | None,
+    dataset: str | None,
+    load_options: dict[str, Any],
+    overwrite: bool,
+    dry_run: bool,
+) -> None:
+    """Fine-tune the language-model reranker (lm) as a TOML CONFIG says, and save it.
+
+    Every key is checked before training (unknown keys refused, each problem named by its
+    key); the output folder is checked as 'hybridrec fit' checks it. The keys (every
+    [reranker] key is optional, default LMReranker's; --dry-run prints the resolved settings;
+    details in 'pydoc hybridrec.train_config'):
+
+    \b
+        dataset = "ml-latest-small"  # name or path; or a [dataset] table:
+                                     #   path (or name) + load_dataset options
+        out = "models/lm-reranker"   # output folder (or --out)
+        [reranker]                   # model, head, task, shots, candidates,
+                                     # item_text, valid_frac, valid_examples,
+                                     # train, seed, device
+        [reranker.training]          # strategy, learning_rate, num_train_epochs,
+                                     # batch_size, lora_r, ... (TrainingConfig)
+        [reranker.prompt]            # history_items, history_tokens, show_*,
+                                     # template, ... (PromptConfig)
+        [reranker.samples]           # min_history, negatives_per_positive,
+                                     # n_candidates, ... (the example builder)
+
+    The saved folder loads with hybridrec.load(folder) and ranks given items with
+    'hybridrec recommend --model FOLDER --user ID --candidates ID,ID,...'.
+
+    The dataset options below apply to the dataset given by --dataset or the config.
+    """
+    from hybridrec.errors import HybridrecError
+    from hybridrec.train_config import TrainRerankerConfig, train_reranker
+
+    try:
+        cfg = TrainRerankerConfig.from_file(config)
+        summary = train_reranker(
+            cfg,
+            out=out,
+            dataset=dataset,
+            load_options=load_options,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            log=lambda line: click.echo(line, err=True),
+        )
+    except (HybridrecError, OSError, ValueError, TypeError) as err:
+        _fail(err)
+    for line in summary.lines():
+        click.echo(line)
+
+
 _BENCH_FILES = frozenset({"results.json", "results.md", "per_user.npz"})
 _OS_JUNK = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 _RESULTS_KEYS = ("schema_version", "rows", "config", "environment")
