@@ -114,6 +114,9 @@ class Recommender(SavedModel, ABC):
     full_scoring: ClassVar[bool] = False
     #: what the recommender reads from a request (a subset of :data:`INPUTS`)
     uses: ClassVar[frozenset[str]] = frozenset({"history"})
+    #: included when a benchmark config says ``"all"`` (False for stages that train a
+    #: language model: minutes to hours on a CPU, so a config names them with their settings)
+    in_all: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.item_ids_: np.ndarray | None = None

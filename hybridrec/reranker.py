@@ -144,8 +144,10 @@ class Reranker(Recommender):
         """The ``k`` best of ``candidates`` (all when ``k`` is None), best first.
 
         Ties keep the order given. An empty candidate list gives an empty answer; a candidate
-        given twice (the same item id) is ranked once, at its first place. Input of the request
-        the reranker does not read is handled as ``on_unused`` says and listed in ``notes``.
+        given twice (the same item id) is ranked once, at its first place. An ``Item`` with
+        blank text stands for its catalogue entry (unknown id: ``UnknownIdError``). Input of the
+        request the reranker does not read is handled as ``on_unused`` says and listed in
+        ``notes``.
 
         Example:
             >>> # rr.rerank(hr.UserContext(preference_text="heists"), ["1", "2"], k=1)

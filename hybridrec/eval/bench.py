@@ -34,8 +34,9 @@ SCHEMA_VERSION = 1
 
 
 def expand_recommenders(specs: tuple[RecommenderSpec, ...]) -> tuple[RecommenderSpec, ...]:
-    """Replace the special name ``all`` by every registered recommender with default params."""
-    from hybridrec.registry import available
+    """Replace the special name ``all`` by every registered recommender with default params
+    (except those that set ``in_all = False``: the language-model stages)."""
+    from hybridrec.registry import available, get
 
     explicit = [spec for spec in specs if spec.name != "all"]
     labels = {spec.label for spec in explicit}
@@ -47,7 +48,9 @@ def expand_recommenders(specs: tuple[RecommenderSpec, ...]) -> tuple[Recommender
         # the two reference baselines first, then by name; an explicit spec of the same
         # name (with its own parameters) wins over the default one "all" would add
         first = {"random": 0, "popularity": 1}
-        names = sorted(available(), key=lambda n: (first.get(n, 2), n))
+        names = sorted(
+            (n for n in available() if get(n).in_all), key=lambda n: (first.get(n, 2), n)
+        )
         out.extend(RecommenderSpec(name) for name in names if name not in labels)
     seen: dict[str, RecommenderSpec] = {}
     for spec in out:

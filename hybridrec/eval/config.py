@@ -223,7 +223,8 @@ class RecommenderSpec:
     """One recommender in a benchmark: registry name, parameters and the label in tables.
 
     Attributes:
-        name: registry name (``"all"`` in a :class:`BenchConfig` means every registered one).
+        name: registry name (``"all"`` in a :class:`BenchConfig` means every registered one
+            but the language-model stages, which are named with their training settings).
         params: keyword arguments of the recommender.
         label: its name in tables and results (default: ``name``); unique within a config.
 
@@ -260,7 +261,8 @@ class BenchConfig:
             ``sampled`` (1 positive + ``negatives`` sampled negatives, uniform and
             popularity-matched), ``pairwise-auc`` (TALLRec-style (history, candidate) pairs with
             the rating baselines) and ``cold-start`` (users held out entirely).
-        recommenders: what to compare; ``["all"]`` means every registered recommender. Each is
+        recommenders: what to compare; ``["all"]`` means every registered recommender but the
+            language-model stages (``rerank``: name it, with its settings). Each is
             a :class:`RecommenderSpec`, a registry name or a mapping of its fields.
         k: cut-offs for the ranking metrics (positive, distinct).
         seeds: one run per seed (user sample, negatives, random recommender, cold-start users).

@@ -56,6 +56,7 @@ class RerankRecommender(TwoStageRecommender):
     """
 
     name: ClassVar[str] = "rerank"
+    in_all: ClassVar[bool] = False  # it trains a language model: name it in a bench config
 
     def __init__(
         self,

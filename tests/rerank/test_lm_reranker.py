@@ -119,6 +119,11 @@ def test_bad_input(trained: LMReranker, data: hr.Dataset) -> None:
         trained.rerank("probe-a", ["a0", "zzz"])
     with pytest.raises(UnknownIdError):
         trained.rerank("no-such-user", ["a0"])
+    # an Item with blank text stands for its catalogue entry; outside the catalogue it is unknown
+    blank = trained.score_candidates(["probe-a"], [[Item("a0", text="  "), "a0"]])[0]
+    assert blank[0] == pytest.approx(blank[1], abs=1e-5)
+    with pytest.raises(UnknownIdError, match="new"):
+        trained.rerank("probe-a", [Item("new", text="")])
     huge = Item("huge", text="space " * 20_000)  # 120k characters
     score = trained.score_candidates(["probe-a"], [[huge, "a0"]])[0]
     assert np.isfinite(score).all()
