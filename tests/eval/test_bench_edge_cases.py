@@ -108,6 +108,14 @@ def test_explicit_spec_wins_over_all() -> None:
     assert specs[0].name == "random" and specs[1].name == "popularity"
 
 
+
+def test_all_leaves_out_the_language_model_stages_unless_named() -> None:
+    names = [s.name for s in expand_recommenders((RecommenderSpec("all"),))]
+    assert "rerank" not in names and {"ease", "embedding", "two-stage"} <= set(names)
+    named = expand_recommenders((RecommenderSpec("all"), RecommenderSpec("rerank", {}, "lm")))
+    assert [s.label for s in named].count("lm") == 1
+
+
 def test_several_seeds_get_their_own_plots_and_tables_line_up(tmp_path: Path) -> None:
     config = BenchConfig.from_dict(
         {
