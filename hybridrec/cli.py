@@ -246,8 +246,9 @@ def _load(name_or_path: str, load_options: dict[str, Any]):
 def main(verbose: int) -> None:
     """Hybrid recommendation with language models.
 
-    Today: baselines, embedding retrieval (FAISS), rerankers behind one interface, and a
-    benchmark harness. The GPT-2 reranker and the zero-shot cold-start path are in development.
+    Today: baselines, embedding retrieval (FAISS), a fine-tuned language-model reranker (GPT-2
+    family or SmolLM2, offline) and the rerank stage, behind one interface, and a benchmark
+    harness. The zero-shot cold-start prompt path is in development.
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
