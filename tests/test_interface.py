@@ -111,9 +111,9 @@ def test_reranker_refuses_what_it_cannot_score(split: hr.Split) -> None:
 
 
 def test_registry_knows_rerankers_apart(tmp_path) -> None:
-    assert "similarity" in hr.available_rerankers()
-    assert "similarity" not in hr.available()
-    with pytest.raises(LookupError, match="unknown reranker 'nope'; known: similarity"):
+    assert {"similarity", "lm"} <= set(hr.available_rerankers())
+    assert "similarity" not in hr.available() and "lm" not in hr.available()
+    with pytest.raises(LookupError, match="unknown reranker 'nope'; known: lm, similarity"):
         hr.create_reranker("nope")
 
 
