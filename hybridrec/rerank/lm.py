@@ -463,7 +463,8 @@ class LMReranker(Reranker):
         if len(self._hist_items) and self._hist_items.max() >= n_items:
             raise ValueError("histories name unknown items")
         self.like_threshold_ = float(arrays["like_threshold"][0])
-        self.calibration_ = arrays["calibration"].astype(np.float64)
+        # saved before calibration existed: the plain sigmoid
+        self.calibration_ = arrays.get("calibration", np.array([1.0, 0.0])).astype(np.float64)
         if self.calibration_.shape != (2,) or not np.isfinite(self.calibration_).all():
             raise ValueError("calibration must be two finite numbers")
         self._profiles = [json.loads(str(p)) for p in arrays["profiles"]]
