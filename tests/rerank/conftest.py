@@ -10,16 +10,13 @@ model cache (``hybridrec.paths.cache_dir("models")``), created there once, as an
 
 from __future__ import annotations
 
-import csv
 import functools
-import gzip
 import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from hybridrec.data.loaders import embedded_path
 from hybridrec.paths import cache_dir
 from hybridrec.rerank.backbone import Backbone
 
@@ -48,25 +45,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def titles() -> list[str]:
-    """The embedded MovieLens titles, in file order."""
-    with gzip.open(embedded_path() / "movies.csv.gz", "rt", encoding="utf-8", newline="") as fh:
-        return [row["title"] for row in csv.DictReader(fh)]
-
-
-@pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory: pytest.TempPathFactory, titles: list[str]) -> dict[str, Path]:
-    """``{"gpt2": folder, "llama": folder}``: tiny models trained on the first 3000 titles."""
-    from hybridrec.models import tiny_gpt2, tiny_llama
-
-    root = tmp_path_factory.mktemp("tiny-models")
-    return {
-        "gpt2": tiny_gpt2(root / "gpt2", titles[:3000]),
-        "llama": tiny_llama(root / "llama", titles[:3000]),
-    }
 
 
 @pytest.fixture(scope="session")
