@@ -369,14 +369,21 @@ class Dataset:
         """External item ids of a user's interactions, oldest first."""
         return [str(i) for i in self.item_ids[self.user_items(self.user_index(user_id))]]
 
+    def interactions_between(self, start: int, stop: int) -> tuple[Interaction, ...]:
+        """Rows ``[start, stop)`` of :attr:`interactions` as :class:`Interaction` records."""
+        inter = self.interactions.iloc[start:stop]
+        return tuple(
+            Interaction(self.item_ids[i], None if np.isnan(r) else float(r), int(t))
+            for i, r, t in zip(
+                inter["item"].to_numpy(), inter["rating"].to_numpy(np.float64),
+                inter["timestamp"].to_numpy(), strict=True,
+            )
+        )  # fmt: skip
+
     def user_context(self, user_id: object, *, preference_text: str | None = None) -> UserContext:
         """The :class:`UserContext` of a known user: their history here and their profile."""
         code = self.user_index(user_id)
-        rows = self.user_rows(code)
-        history = tuple(
-            Interaction(self.item_ids[i], None if np.isnan(r) else float(r), int(t))
-            for i, r, t in zip(rows["item"], rows["rating"], rows["timestamp"], strict=True)
-        )
+        history = self.interactions_between(self._user_offsets[code], self._user_offsets[code + 1])
         profile: dict[str, Any] = {}
         if self.users is not None:
             profile = {

@@ -24,7 +24,7 @@ from hybridrec.checks import check_int
 from hybridrec.data.dataset import Dataset
 from hybridrec.hybrid import TwoStageRecommender
 from hybridrec.recommender import Request
-from hybridrec.types import Interaction, UserContext
+from hybridrec.types import UserContext
 
 FUSIONS = ("none", "lr")
 #: the features of the fused score, in the order of :attr:`RerankRecommender.fusion_`
@@ -112,23 +112,13 @@ class RerankRecommender(TwoStageRecommender):
     def _validation_generator_scores(self, examples: Any) -> np.ndarray:
         """The generator's score of each validation candidate, from the history before it."""
         assert self.source_ is not None
-        inter, ids = examples.dataset.interactions, examples.dataset.item_ids
-        items = inter["item"].to_numpy()
-        ratings = inter["rating"].to_numpy(dtype=np.float64)
-        times = inter["timestamp"].to_numpy()
+        data, ids = examples.dataset, examples.dataset.item_ids
         groups = np.unique(examples.group)
         contexts, lists, members = [], [], []
         for g in groups:
             idx = np.flatnonzero(examples.group == g)
             lo, hi = int(examples.history_start[idx[0]]), int(examples.history_stop[idx[0]])
-            contexts.append(
-                UserContext(
-                    history=tuple(
-                        Interaction(str(ids[i]), None if np.isnan(r) else float(r), int(t))
-                        for i, r, t in zip(items[lo:hi], ratings[lo:hi], times[lo:hi], strict=True)
-                    )
-                )
-            )
+            contexts.append(UserContext(history=data.interactions_between(lo, hi)))
             lists.append([str(ids[i]) for i in examples.item[idx]])
             members.append(idx)
         out = np.zeros(len(examples), dtype=np.float64)

@@ -42,7 +42,7 @@ from hybridrec.checks import check_float, check_int
 from hybridrec.data.dataset import Dataset
 from hybridrec.errors import DataError
 from hybridrec.rerank.prompt import HistoryEntry, PromptBuilder, PromptCatalogue
-from hybridrec.types import Interaction, UserContext
+from hybridrec.types import UserContext
 
 logger = logging.getLogger(__name__)
 
@@ -312,20 +312,10 @@ def ranking_examples(
         rank = np.arange(len(order)) - np.searchsorted(users[order], users[order], side="left")
         rows = np.sort(order[rank < max_targets_per_user])
     items = inter["item"].to_numpy()
-    ratings = inter["rating"].to_numpy()
-    times = inter["timestamp"].to_numpy()
     contexts = []
     for r in rows:
-        history = tuple(
-            Interaction(
-                dataset.item_ids[items[j]],
-                None if np.isnan(ratings[j]) else float(ratings[j]),
-                int(times[j]),
-            )
-            for j in range(start[r], stop[r])
-        )
         uid = None if anonymous else dataset.user_ids[users[r]]
-        contexts.append(UserContext(uid, history))
+        contexts.append(UserContext(uid, dataset.interactions_between(start[r], stop[r])))
     out: dict[str, list[int]] = {k: [] for k in ("user", "item", "label", "row", "group")}
     offsets = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=dataset.n_users))])
     batch, group = 256, -1
