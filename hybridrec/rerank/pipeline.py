@@ -8,8 +8,10 @@ which is what it sees at serving time.
 
 Fusion (``fusion="lr"``): the final score is a logistic regression on the language model's
 logit, the generator's score, the candidate's log popularity and its (shrunk) mean rating,
-fitted on the reranker's validation examples only (users it was not trained on; their
-histories end before each target). ``fusion="none"`` (default) ranks by the logit alone.
+fitted on the generator's top ``n_candidates`` lists for targets of the reranker's validation
+users only (users it was not trained on; each history ends before its target), keeping the
+lists that contain their target, as the lists it orders at serving time do when they matter.
+``fusion="none"`` (default) ranks by the logit alone.
 :meth:`RerankRecommender.fusion_weights` shows what the regression learnt.
 """
 
@@ -29,6 +31,8 @@ from hybridrec.types import UserContext
 FUSIONS = ("none", "lr")
 #: the features of the fused score, in the order of :attr:`RerankRecommender.fusion_`
 FUSION_FEATURES = ("lm_logit", "generator_score", "log_popularity", "mean_rating")
+#: settings of the reranker's ranking examples that the fusion's examples share
+_SHARED_SAMPLES = ("min_history", "liked_only", "ties")
 #: prior count shrinking an item's mean rating to the global mean
 _SHRINK = 10.0
 
@@ -45,6 +49,9 @@ class RerankRecommender(TwoStageRecommender):
             (the generator of the ranking task's negatives) defaults to ``candidates``.
         fusion: ``"none"`` (the language model's logit) or ``"lr"`` (see the module docstring;
             needs the reranker's validation data, so ``valid_frac`` must not be None).
+        fusion_groups: at most this many lists (targets of validation users, each with the
+            generator's top ``n_candidates``) that the fusion is fitted on; each costs
+            ``n_candidates`` language-model scores.
         seed: the reranker's seed (sampling, head initialisation, training) unless
             ``reranker_params`` gives one.
 
@@ -65,17 +72,20 @@ class RerankRecommender(TwoStageRecommender):
         candidates_params: Mapping[str, Any] | None = None,
         reranker_params: Mapping[str, Any] | None = None,
         fusion: str = "none",
+        fusion_groups: int = 50,
         seed: int = 0,
     ) -> None:
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; known: {', '.join(FUSIONS)}")
         check_int("n_candidates", n_candidates, minimum=1)
+        check_int("fusion_groups", fusion_groups, minimum=2)
         check_int("seed", seed, minimum=0)
         params = dict(reranker_params or {})
         if fusion == "lr" and "valid_frac" in params and params["valid_frac"] is None:
             raise ValueError("fusion='lr' is fitted on validation data: valid_frac cannot be None")
         super().__init__(candidates, n_candidates, "lm", candidates_params, params)
         self.fusion = fusion
+        self.fusion_groups = fusion_groups
         self.seed = seed
         from hybridrec.rerank.lm import LMReranker
 
@@ -88,14 +98,36 @@ class RerankRecommender(TwoStageRecommender):
 
         self.source_ = create(self.candidates, **self.candidates_params).fit(train)
         self.reranker_ = create_reranker("lm", **self._lm_params()).fit(train)
-        self.fusion_ = self._fit_fusion() if self.fusion == "lr" else None
+        self.fusion_ = self._fit_fusion(train) if self.fusion == "lr" else None
 
     def _lm_params(self) -> dict[str, Any]:
         return {"candidates": self.candidates, "seed": self.seed, **self.reranker_params}
 
     # ------------------------------------------------------------------ fusion
-    def _fit_fusion(self) -> np.ndarray:
+    def _fit_fusion(self, train: Dataset) -> np.ndarray:
         from sklearn.linear_model import LogisticRegression
+
+        examples = self._fusion_examples(train)
+        contexts, lists, members = _group_requests(examples)
+        lm = self.reranker_.score_candidates(contexts, lists, on_unused="ignore")  # type: ignore[union-attr]
+        gen = self.source_.score_candidates(contexts, lists, on_unused="ignore")  # type: ignore[union-attr]
+        logits, generator = np.zeros(len(examples)), np.zeros(len(examples))
+        for idx, a, b in zip(members, lm, gen, strict=True):
+            logits[idx] = a
+            generator[idx] = np.nan_to_num(np.asarray(b, np.float64), posinf=0.0, neginf=0.0)
+        x = np.column_stack([logits, generator, *self._item_features(examples.item).T])
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit(x, examples.label)
+        return np.concatenate([lr.coef_[0], lr.intercept_]).astype(np.float64)
+
+    def _fusion_examples(self, train: Dataset) -> Any:
+        """The generator's whole top list for targets of the reranker's validation users.
+
+        Only targets that the generator ranks within its top ``n_candidates`` are kept, with
+        the rest of that list as negatives: the lists the fused score will order at serving
+        time. (Fitted on every validation target instead, the regression learns that the
+        positives the generator misses are unpopular, and pushes unpopular items up.)
+        """
+        from hybridrec.rerank.samples import ranking_examples
 
         validation = getattr(self.reranker_, "validation_", None)
         if validation is None:
@@ -103,29 +135,22 @@ class RerankRecommender(TwoStageRecommender):
                 "fusion='lr' needs validation examples, and the reranker had none (too few "
                 "users, one label only, or train=False); use fusion='none'"
             )
-        examples, logits = validation
-        generator = self._validation_generator_scores(examples)
-        x = np.column_stack([logits, generator, *self._item_features(examples.item).T])
-        lr = LogisticRegression(C=1.0, max_iter=1000).fit(x, examples.label)
-        return np.concatenate([lr.coef_[0], lr.intercept_]).astype(np.float64)
-
-    def _validation_generator_scores(self, examples: Any) -> np.ndarray:
-        """The generator's score of each validation candidate, from the history before it."""
-        assert self.source_ is not None
-        data, ids = examples.dataset, examples.dataset.item_ids
+        samples = self.reranker_.samples  # type: ignore[union-attr]
+        examples = ranking_examples(
+            train, self.source_, negatives_per_positive=None, n_candidates=self.n_candidates,
+            max_targets_per_user=None, users=validation[0].users(), positive_in_list=True,
+            seed=self.seed, **{k: samples[k] for k in _SHARED_SAMPLES if k in samples},
+        )  # fmt: skip
         groups = np.unique(examples.group)
-        contexts, lists, members = [], [], []
-        for g in groups:
-            idx = np.flatnonzero(examples.group == g)
-            lo, hi = int(examples.history_start[idx[0]]), int(examples.history_stop[idx[0]])
-            contexts.append(UserContext(history=data.interactions_between(lo, hi)))
-            lists.append([str(ids[i]) for i in examples.item[idx]])
-            members.append(idx)
-        out = np.zeros(len(examples), dtype=np.float64)
-        scores = self.source_.score_candidates(contexts, lists, on_unused="ignore")
-        for idx, s in zip(members, scores, strict=True):
-            out[idx] = np.nan_to_num(s, nan=0.0, posinf=0.0, neginf=0.0)
-        return out
+        if len(groups) < 2:
+            raise ValueError(
+                f"fusion='lr': the generator ranks the next item of fewer than 2 validation "
+                f"targets within its top {self.n_candidates}; use fusion='none' or a larger "
+                f"n_candidates"
+            )
+        rng = np.random.default_rng(self.seed)
+        keep = rng.choice(groups, size=min(self.fusion_groups, len(groups)), replace=False)
+        return examples.subset(np.flatnonzero(np.isin(examples.group, keep)))
 
     def _item_features(self, codes: np.ndarray) -> np.ndarray:
         """Log popularity and shrunk mean rating of items (from the reranker's catalogue)."""
@@ -181,3 +206,16 @@ class RerankRecommender(TwoStageRecommender):
                 raise ValueError(f"fusion weights must be {len(FUSION_FEATURES) + 1} numbers")
             if not np.isfinite(self.fusion_).all():
                 raise ValueError("fusion weights must be finite")
+
+
+def _group_requests(examples: Any) -> tuple[list[UserContext], list[list[str]], list[np.ndarray]]:
+    """One anonymous request per example group: the history before its target, its items."""
+    data, ids = examples.dataset, examples.dataset.item_ids
+    contexts, lists, members = [], [], []
+    for g in np.unique(examples.group):
+        idx = np.flatnonzero(examples.group == g)
+        lo, hi = int(examples.history_start[idx[0]]), int(examples.history_stop[idx[0]])
+        contexts.append(UserContext(history=data.interactions_between(lo, hi)))
+        lists.append([str(ids[i]) for i in examples.item[idx]])
+        members.append(idx)
+    return contexts, lists, members

@@ -248,7 +248,7 @@ def ranking_examples(
     data: Dataset | Any,
     generator: Any,
     *,
-    negatives_per_positive: int = 4,
+    negatives_per_positive: int | None = 4,
     n_candidates: int = 20,
     min_history: int = 5,
     max_targets_per_user: int | None = 1,
@@ -256,6 +256,8 @@ def ranking_examples(
     anonymous: bool = True,
     ties: str = "order",
     seed: int = 0,
+    users: Sequence[int] | np.ndarray | None = None,
+    positive_in_list: bool = False,
 ) -> Examples:
     """The ranking task: the user's next item against hard negatives from a generator.
 
@@ -269,7 +271,7 @@ def ranking_examples(
         generator: a fitted :class:`~hybridrec.recommender.Recommender` over the same item
             vocabulary (fit it on the same training data).
         negatives_per_positive: negatives drawn for each positive (fewer when the list is
-            shorter).
+            shorter); None: the whole list.
         n_candidates: how deep the generator's list is (the reranker's serving depth).
         min_history: a target needs at least this many earlier interactions.
         max_targets_per_user: at most this many targets per user, drawn at random; None: all.
@@ -278,6 +280,11 @@ def ranking_examples(
             parameters fitted on the user's later interactions cannot use them.
         ties: as in :func:`rating_examples`.
         seed: seeds the choice of targets and negatives.
+        users: draw targets only from these users (dataset codes); None: every user.
+        positive_in_list: keep only the targets that the generator itself ranks within its top
+            ``n_candidates`` (the user's other items left out), with the rest of that list as
+            negatives: what a reranker over this generator sees at serving time, for fitting
+            a fusion of the two. The default draws negatives from the list for any target.
 
     Returns:
         Per target, the positive (label 1) then its negatives (label 0), sharing ``group``,
@@ -293,7 +300,8 @@ def ranking_examples(
     """
     dataset = _as_dataset(data)
     _check_common(dataset, min_history, ties)
-    check_int("negatives_per_positive", negatives_per_positive, minimum=1)
+    if negatives_per_positive is not None:
+        check_int("negatives_per_positive", negatives_per_positive, minimum=1)
     check_int("n_candidates", n_candidates, minimum=1)
     check_int("seed", seed, minimum=0)
     if max_targets_per_user is not None:
@@ -303,9 +311,12 @@ def ranking_examples(
     eligible = stop - start >= min_history
     if liked_only:
         eligible &= dataset.liked_mask
+    codes_of_users = users
+    users = inter["user"].to_numpy()
+    if codes_of_users is not None:
+        eligible &= np.isin(users, np.asarray(codes_of_users, dtype=np.int64))
     rows = np.flatnonzero(eligible)
     rng = np.random.default_rng(seed)
-    users = inter["user"].to_numpy()
     if max_targets_per_user is not None and len(rows):
         shuffled = rows[rng.permutation(len(rows))]
         order = shuffled[np.argsort(users[shuffled], kind="stable")]
@@ -330,13 +341,21 @@ def ranking_examples(
         for r, recs in zip(chunk, lists, strict=True):
             own = set(items[offsets[users[r]] : offsets[users[r] + 1]].tolist())
             codes = dataset.item_index([rec.item_id for rec in recs], strict=False)
+            target = int(items[r])
+            if positive_in_list:
+                own.discard(target)
             top = [int(c) for c in codes if c >= 0 and int(c) not in own][:n_candidates]
-            k = min(negatives_per_positive, len(top))
-            if k < negatives_per_positive:
+            if positive_in_list:
+                if target not in top:
+                    continue
+                top.remove(target)
+            wanted = len(top) if negatives_per_positive is None else negatives_per_positive
+            k = min(wanted, len(top))
+            if k < wanted:
                 logger.debug("row %d: only %d negatives in the generator's list", r, k)
             negatives = rng.choice(np.asarray(top, dtype=np.int64), size=k, replace=False)
             group += 1
-            for item, label in [(int(items[r]), 1), *((int(c), 0) for c in negatives)]:
+            for item, label in [(target, 1), *((int(c), 0) for c in negatives)]:
                 out["user"].append(int(users[r]))
                 out["item"].append(item)
                 out["label"].append(label)

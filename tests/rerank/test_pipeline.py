@@ -62,6 +62,26 @@ def test_fusion_is_a_regression_on_the_named_features(fused: RerankRecommender) 
     np.testing.assert_allclose(fused.score("probe-a", cands), expected, rtol=1e-6, atol=1e-6)
 
 
+def test_fusion_is_fitted_on_the_lists_it_will_order(
+    fused: RerankRecommender, data: hr.Dataset
+) -> None:
+    ex = fused._fusion_examples(data)
+    assert 2 <= len(np.unique(ex.group)) <= fused.fusion_groups
+    assert set(ex.users().tolist()) <= set(fused.reranker_.validation_[0].users().tolist())
+    for g in np.unique(ex.group):
+        members = ex.subset(ex.group == g)
+        assert members.label[0] == 1 and (members.label[1:] == 0).all()
+        history = data.item_ids[np.asarray(data.interactions["item"])[
+            members.history_start[0] : members.history_stop[0]]]  # fmt: skip
+        own = set(data.item_ids[data.user_items(int(members.user[0]))]) - {
+            data.item_ids[members.item[0]]
+        }
+        ranked = [r.item_id for r in fused.source_.recommend(
+            hr.UserContext(None, tuple(history)), k=data.n_items)]  # fmt: skip
+        served = [i for i in ranked if i not in own][: fused.n_candidates]
+        assert sorted(data.item_ids[members.item]) == sorted(served)
+
+
 def test_calibrated_probability(fused: RerankRecommender) -> None:
     rr = fused.reranker_
     assert rr.validation_ is not None

@@ -193,6 +193,34 @@ def test_ranking_examples_by_hand() -> None:
     assert len(set(mine.group.tolist())) == 1 and (mine.target_row == 6).all()
 
 
+def test_positive_in_list_keeps_the_generators_whole_list_around_its_target() -> None:
+    ds = small()
+    # u1's liked targets with >= 2 earlier rows: i3 (history i1 i2) and i5 (history i1..i4)
+    gen = FakeGenerator(["i3", "i2", "i4", "i1", "i5"])
+    whole = {"negatives_per_positive": None, "n_candidates": 2, "max_targets_per_user": None}
+    ex = ranking_examples(ds, gen, min_history=2, positive_in_list=True, **whole)
+    # u1 has every other item, so each target's list is the target alone: both kept
+    assert ex.target_row.tolist() == [2, 4] and ex.label.tolist() == [1, 1]
+    assert [ds.item_ids[i] for i in ex.item] == ["i3", "i5"]
+    gen = FakeGenerator(["i4", "i1", "i5", "i3"])
+    ex = ranking_examples(ds, gen, min_history=1, liked_only=False, positive_in_list=True, **whole)
+    # u2's target i1: the list without u2's other item (i2) starts [i4, i1]: kept, i4 its
+    # negative. u1's targets i3, i4, i5 head their lists (u1 has every other item); i2 is not
+    # in the generator's list at all: dropped
+    assert ex.target_row.tolist() == [2, 3, 4, 6, 6]
+    for g in np.unique(ex.group):
+        members = ex.subset(ex.group == g)
+        assert members.label[0] == 1 and (members.label[1:] == 0).all()
+        target = ds.item_ids[members.item[0]]
+        own = set(ds.item_ids[ds.user_items(int(members.user[0]))]) - {target}
+        top = [i for i in ["i4", "i1", "i5", "i3"] if i not in own][:2]
+        assert target in top and sorted(ds.item_ids[members.item]) == sorted(top)
+    only_u2 = ranking_examples(ds, gen, min_history=1, liked_only=False, positive_in_list=True,
+                               users=[ds.user_index("u2")], **whole)  # fmt: skip
+    assert set(only_u2.user.tolist()) == {ds.user_index("u2")}
+    assert [ds.item_ids[i] for i in only_u2.item] == ["i1", "i4"]
+
+
 def test_ranking_negatives_come_from_the_top_list_and_exclude_the_users_items() -> None:
     ds = synthetic_dataset()
     rec = hr.create("popularity").fit(ds)
