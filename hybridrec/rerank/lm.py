@@ -112,6 +112,9 @@ class LMReranker(Reranker):
         train: fine-tune at fit time; False = zero-shot (with the ``verbalizer`` head).
         seed: seeds the head's initialisation, the sampling and the training.
         device: ``"cpu"``, ``"cuda"``, ...; None = CUDA when available.
+        quantize: ``"int8"``: score with a dynamically quantised int8 copy of the model on
+            the CPU (:mod:`hybridrec.rerank.quantize`; training and saving use the float
+            model, calibration the copy); None (default): float32.
 
     Example:
         >>> import hybridrec as hr
@@ -139,6 +142,7 @@ class LMReranker(Reranker):
         train: bool = True,
         seed: int = 0,
         device: str | None = None,
+        quantize: str | None = None,
     ) -> None:
         super().__init__()
         from hybridrec.rerank.backbone import HEADS
@@ -168,6 +172,12 @@ class LMReranker(Reranker):
             raise TypeError(f"train must be True or False, not {train!r}")
         check_int("seed", seed, minimum=0)
         check_int("valid_examples", valid_examples, minimum=2)
+        from hybridrec.rerank.quantize import QUANTIZATIONS
+
+        if quantize not in QUANTIZATIONS:
+            raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+        if quantize and device is not None and not str(device).startswith("cpu"):
+            raise ValueError(f"quantize='int8' scores on the CPU; it cannot run on {device!r}")
         self.model = model
         self.head = head
         self.task = task
@@ -182,6 +192,8 @@ class LMReranker(Reranker):
         self.train = train
         self.seed = seed
         self.device = device
+        self.quantize = quantize
+        self._scorer: Any = None  # the int8 copy of backbone_ (quantize="int8"), made on use
         self.training_config()  # validates the settings now
         self.prompt_config()
         self.backbone_: Any = None
@@ -263,6 +275,7 @@ class LMReranker(Reranker):
         self.catalogue_ = PromptCatalogue.from_dataset(train, text=builder or "text")
         self._store_histories(train)
         self.backbone_ = self._load_backbone()
+        self._scorer = None
         self._make_builder()
         self.result_ = None
         self.calibration_ = np.array([1.0, 0.0])
@@ -275,7 +288,8 @@ class LMReranker(Reranker):
             logger.info("lm reranker trained: %s", self.result_.history[-1:])
             if valid_set:
                 logits = np.asarray(
-                    self.backbone_.score_texts([t for t, _ in valid_set]), dtype=np.float64
+                    self._scoring_backbone().score_texts([t for t, _ in valid_set]),
+                    dtype=np.float64,
                 )
                 self.validation_ = (self._valid_examples, logits)
                 self.calibration_ = _platt(logits, np.array([label for _, label in valid_set]))
@@ -402,8 +416,18 @@ class LMReranker(Reranker):
             candidates = [self._candidate(t, int(c)) for t, c in zip(ts, cs, strict=True)]
             built = self.builder_.build(self._history(request), candidates, self._profile(request))
             prompts.append((built.prefix, list(built.suffixes)))
-        scores = score_requests(self.backbone_, prompts)
+        scores = score_requests(self._scoring_backbone(), prompts)
         return [np.asarray(s, dtype=np.float64) for s in scores]
+
+    def _scoring_backbone(self) -> Any:
+        """The backbone that scores: ``backbone_``, or its int8 copy (``quantize="int8"``)."""
+        if self.quantize is None:
+            return self.backbone_
+        if self._scorer is None:
+            from hybridrec.rerank.quantize import quantized_copy
+
+            self._scorer = quantized_copy(self.backbone_)
+        return self._scorer
 
     def prompts(self, user: Any, candidates: Sequence[Any]) -> list[str]:
         """The full prompt text of each candidate for ``user`` (for inspection and tests).
@@ -480,6 +504,7 @@ class LMReranker(Reranker):
 
         sub = folder / MODEL_FOLDER
         self.backbone_ = load_fine_tuned(sub, device=self.device)
+        self._scorer = None
         if self.backbone_.head != self.head:
             raise ModelFileError(
                 f"{sub}: holds a {self.backbone_.head!r} head, the reranker a {self.head!r} one"
