@@ -49,6 +49,11 @@ from hybridrec.rerank.lm import LMReranker
 LEARNING_RATES = {"lora": 5e-4, "adalora": 1e-3, "ia3": 3e-3, "full": 3e-5, "top": 1e-4}
 
 
+#: a run name ending in this also scores the trained model with its int8 copy (quantize="int8");
+#: the copy's AUC is compared with the float model's on the same pairs
+INT8 = "+int8"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="ml-latest-small")
@@ -103,6 +108,7 @@ def make_protocol(args: argparse.Namespace) -> tuple[PairwiseAUC, hr.Dataset]:
 
 
 def make_reranker(run: str, args: argparse.Namespace) -> tuple[LMReranker, dict[str, Any]]:
+    run = run.removesuffix(INT8)
     prompt = {"history_items": 10, "show_genres": False, "show_ratings": False}
     common = {
         "model": args.model,
@@ -178,6 +184,16 @@ def write(out: Path, report: dict[str, Any]) -> None:
             f"{tr.get('examples', '–')} | {tr.get('seconds', 0):.0f} | "
             f"{tr.get('examples_per_s', 0):.2f} | {row.get('score_seconds', 0):.0f} |"
         )
+    for row in report["rows"]:
+        if "int8" in row:
+            q, vs = row["int8"], row["int8"]["alone"]["vs_item_user_lr"]
+            lines.append(
+                f"\nint8 copy of {row['name']}: AUC alone {q['alone']['auc']:.4f} against "
+                f"{row['alone']['auc']:.4f} in float32, difference {vs['diff']:+.4f} "
+                f"[{vs['ci_low']:+.3f}, {vs['ci_high']:+.3f}] (p {vs['p']:.3f}); scoring "
+                f"{q['score_seconds']:.0f} s against {row['score_seconds']:.0f} s; largest logit "
+                f"change {q['max_abs_logit_change']:.3f}."
+            )
     lines += ["", f"Machine: {report['machine']}", ""]
     (out / "results.md").write_text("\n".join(lines))
 
@@ -273,6 +289,19 @@ def main(argv: list[str] | None = None) -> int:
                 "history": res.history,
                 "adalora_ranks": res.adalora_ranks,
             }
+        if run.endswith(INT8):  # the same trained model, scored by its int8 copy as well
+            t0 = time.perf_counter()
+            rr.quantize = "int8"
+            q_test = protocol._scores(rr, protocol.test_pairs, True, "test int8")
+            q_fit = protocol._scores(rr, protocol.train_pairs, True, "fusion int8")
+            row["int8"] = {
+                "score_seconds": time.perf_counter() - t0,
+                "alone": auc_row(protocol, q_test, q_fit, alone["scores"], args),
+                "raw_auc": float(global_auc(q_test, protocol.test_pairs["label"])),
+                "max_abs_logit_change": float(np.abs(q_test - lm_test).max()),
+            }
+            row["int8"]["alone"].pop("scores")
+            rr.quantize = None
         row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         for part in (alone, fused):
             part.pop("scores")
