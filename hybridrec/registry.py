@@ -29,6 +29,7 @@ BUILTINS: dict[str, str] = {
     "embedding": "hybridrec.retrieval.retriever:EmbeddingRetriever",
     "two-stage": "hybridrec.hybrid:TwoStageRecommender",
     "rerank": "hybridrec.rerank.pipeline:RerankRecommender",
+    "fused": "hybridrec.fused:FusedRecommender",
 }
 
 #: reranker name -> "module:attribute"; imported lazily

@@ -277,6 +277,70 @@ class Dataset:
             has_timestamps=self.has_timestamps,
         )
 
+    def k_core(self, k: int) -> Dataset:
+        """The ``k``-core: users and items with fewer than ``k`` interactions dropped, again and
+        again until every user and every item kept has at least ``k``.
+
+        A new dataset with its own (smaller) vocabularies: the kept users and items, in their
+        order here, with their catalogue rows (item text) and profiles. Its name gets the suffix
+        ``-{k}core``; ``skipped_rows`` and ``load_notes`` (how the data was read) carry over.
+        ``k=1`` keeps every user and item with an interaction.
+
+        Args:
+            k: the least number of interactions per user and per item (an integer >= 1).
+
+        Raises:
+            ValueError: ``k`` is not an integer >= 1, or nothing is left at that ``k``.
+
+        Example:
+            >>> import hybridrec as hr
+            >>> hr.load_dataset("ml-latest-small").k_core(5)
+            Dataset('ml-latest-small-5core', users=610, items=3650, interactions=90274)
+        """
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        k = int(k)
+        users = self.interactions["user"].to_numpy()
+        items = self.interactions["item"].to_numpy()
+        keep = np.ones(len(users), dtype=bool)
+        while True:  # each pass only removes rows, so this ends
+            user_counts = np.bincount(users[keep], minlength=self.n_users)
+            item_counts = np.bincount(items[keep], minlength=self.n_items)
+            drop = keep & ((user_counts[users] < k) | (item_counts[items] < k))
+            if not drop.any():
+                break
+            keep &= ~drop
+        if not keep.any():
+            raise ValueError(f"the {k}-core of {self.name!r} is empty: no interactions left")
+        kept_users = np.flatnonzero(np.bincount(users[keep], minlength=self.n_users))
+        kept_items = np.flatnonzero(np.bincount(items[keep], minlength=self.n_items))
+        user_map = np.full(self.n_users, -1, dtype=np.int32)
+        user_map[kept_users] = np.arange(len(kept_users), dtype=np.int32)
+        item_map = np.full(self.n_items, -1, dtype=np.int32)
+        item_map[kept_items] = np.arange(len(kept_items), dtype=np.int32)
+        inter = self.interactions[keep].copy()
+        profiles = None if self.users is None else self.users.iloc[kept_users]
+        inter["user"] = user_map[inter["user"].to_numpy()]
+        inter["item"] = item_map[inter["item"].to_numpy()]
+        logger.info(
+            "%s: %d-core keeps %d of %d users, %d of %d items, %d of %d interactions",
+            self.name, k, len(kept_users), self.n_users, len(kept_items), self.n_items,
+            len(inter), self.n_interactions,
+        )  # fmt: skip
+        core = Dataset(
+            name=f"{self.name}-{k}core",
+            interactions=_sort_by_user_time(inter).reset_index(drop=True),
+            user_ids=self.user_ids[kept_users],
+            item_ids=self.item_ids[kept_items],
+            items=self.items.iloc[kept_items].reset_index(drop=True),
+            users=None if profiles is None else profiles.reset_index(drop=True),
+            like_threshold=self.like_threshold,
+            rating_scale=self.rating_scale,
+            has_timestamps=self.has_timestamps,
+        )
+        core.skipped_rows, core.load_notes = self.skipped_rows, self.load_notes  # how it was read
+        return core
+
     # ------------------------------------------------------------------ sizes and lookups
     @property
     def n_users(self) -> int:

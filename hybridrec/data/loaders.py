@@ -165,6 +165,7 @@ def load_dataset(
     lenient: bool = False,
     cache_dir: str | Path | None = None,
     download: bool = True,
+    k_core: int | None = None,
     **kwargs: Any,
 ) -> Dataset:
     """Load a dataset by name or from a folder or file.
@@ -184,6 +185,8 @@ def load_dataset(
         cache_dir: the download cache (default ``$HYBRIDREC_CACHE/datasets``, or
             ``~/.cache/hybridrec/datasets`` when the variable is unset).
         download: fetch a named dataset missing from the cache.
+        k_core: keep the k-core (users and items with at least this many interactions, see
+            :meth:`Dataset.k_core`); None keeps all.
         **kwargs: options of the format reader, for example ``columns={"user_id": "uid",
             "item_id": "asin", "rating": "stars", "timestamp": "ts"}``, ``items=``,
             ``item_columns=``, ``sep=`` for ``csv``/``jsonl``; ``tags=``, ``tag_limit=`` for
@@ -281,6 +284,8 @@ def load_dataset(
         dataset.n_items,
         dataset.n_interactions,
     )
+    if k_core is not None:
+        dataset = dataset.k_core(k_core)
     return dataset
 
 

@@ -71,7 +71,7 @@ def _check_protocol(name: str) -> str:
 
 def _check_dataset(value: Any) -> Any:
     """A dataset is a name or path (string), or a mapping with a ``path`` or ``name`` string
-    (and optionally a ``label`` string)."""
+    (and optionally a ``label`` string and a ``k_core`` integer >= 1)."""
     if isinstance(value, str):
         if not value.strip():
             raise ValueError("a dataset name or path must not be empty")
@@ -86,6 +86,10 @@ def _check_dataset(value: Any) -> Any:
         for key in [*keys, *(["label"] if "label" in value else [])]:
             if not isinstance(value[key], str) or not value[key].strip():
                 raise ValueError(f"the dataset's {key!r} must be a non-empty string")
+        if "k_core" in value:
+            k = value["k_core"]
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ValueError(f"the dataset's 'k_core' must be an integer >= 1 (got {k!r})")
         return dict(value)
     raise ValueError(
         f"a dataset must be a name or path (string) or a mapping with 'path' or 'name', "
@@ -95,19 +99,38 @@ def _check_dataset(value: Any) -> Any:
 
 def dataset_label(dataset: str | Mapping[str, Any]) -> str:
     """A dataset's name in results: the string as given, or a mapping's ``label``, else its
-    path's file name, else its ``name``.
+    path's file name, else its ``name``; with a ``k_core``, ``-{k}core`` appended (the name
+    :meth:`~hybridrec.data.dataset.Dataset.k_core` gives).
 
     Example:
         >>> dataset_label({"path": "data/user_artists.dat", "format": "tsv"})
         'user_artists.dat'
+        >>> dataset_label({"name": "ml-latest-small", "k_core": 5})
+        'ml-latest-small-5core'
     """
     if isinstance(dataset, str):
         return dataset
     if dataset.get("label"):
         return str(dataset["label"])
     if dataset.get("path"):
-        return Path(str(dataset["path"])).expanduser().name or str(dataset["path"])
-    return str(dataset["name"])
+        base = Path(str(dataset["path"])).expanduser().name or str(dataset["path"])
+    else:
+        base = str(dataset["name"])
+    k = dataset.get("k_core")
+    return base if k is None else f"{base}-{k}core"
+
+
+def dataset_k_core(dataset: str | Mapping[str, Any]) -> int | None:
+    """The ``k_core`` of a dataset entry (None for a string or a mapping without one).
+
+    Example:
+        >>> dataset_k_core({"name": "ml-latest-small", "k_core": 5}), dataset_k_core("ml-1m")
+        (5, None)
+    """
+    if isinstance(dataset, str):
+        return None
+    k = dataset.get("k_core")
+    return None if k is None else int(k)
 
 
 def _unique(values: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -256,7 +279,10 @@ class BenchConfig:
             mapping with a ``path`` or ``name`` key, an optional ``label`` (its name in results;
             default: the path's file name, or the name) and options of
             :func:`~hybridrec.load_dataset` (``format``, ``sep``, ``columns``, ``items``, ...;
-            kept as given, checked when the dataset is loaded).
+            kept as given, checked when the dataset is loaded). ``k_core`` (an integer >= 1,
+            checked here) evaluates on the dataset's k-core
+            (:meth:`~hybridrec.data.dataset.Dataset.k_core`): e.g. ``{"name":
+            "ml-latest-small", "k_core": 5}``, labelled ``ml-latest-small-5core``.
         protocols: any of ``full-ranking`` (leave-one-out, ranked against every item),
             ``sampled`` (1 positive + ``negatives`` sampled negatives, uniform and
             popularity-matched), ``pairwise-auc`` (TALLRec-style (history, candidate) pairs with
@@ -308,23 +334,28 @@ class BenchConfig:
     latency_batch: int = 64
 
     def __post_init__(self) -> None:
-        checked = _validate(_BenchModel, {f.name: getattr(self, f.name) for f in fields(self)},
-                            "benchmark config")
+        checked = _validate(
+            _BenchModel, {f.name: getattr(self, f.name) for f in fields(self)}, "benchmark config"
+        )
         for name, value in _fields_of(checked).items():
             object.__setattr__(self, name, value)
         names = [dataset_label(d) for d in self.datasets]
         if len(set(names)) != len(names):
             dupes = sorted({n for n in names if names.count(n) > 1})
             raise ConfigError(
-                [f"datasets: labels must be unique; {', '.join(map(repr, dupes))} repeated "
-                 "(give each a distinct 'label')"]
+                [
+                    f"datasets: labels must be unique; {', '.join(map(repr, dupes))} repeated "
+                    "(give each a distinct 'label')"
+                ]
             )
         labels = [r.label for r in self.recommenders]
         if len(set(labels)) != len(labels):
             dupes = sorted({label for label in labels if labels.count(label) > 1})
             raise ConfigError(
-                [f"recommenders: labels must be unique; {', '.join(map(repr, dupes))} repeated "
-                 "(give each a distinct 'label')"]
+                [
+                    f"recommenders: labels must be unique; {', '.join(map(repr, dupes))} repeated "
+                    "(give each a distinct 'label')"
+                ]
             )
 
     @classmethod
@@ -432,7 +463,6 @@ def _fields_of(checked: _BenchModel) -> dict[str, Any]:
     """Dataclass field values from a validated model: specs as :class:`RecommenderSpec`."""
     values = {name: getattr(checked, name) for name in type(checked).model_fields}
     values["recommenders"] = tuple(
-        RecommenderSpec(s.name, dict(s.params), s.label)
-        for s in checked.recommenders
+        RecommenderSpec(s.name, dict(s.params), s.label) for s in checked.recommenders
     )
     return values

@@ -137,8 +137,11 @@ def test_ratings_must_fit_float32() -> None:
         frame(user_id=[1, 1], item_id=[1, 2], rating=[5.0, np.nan])  # NaN: implicit event
     )
     assert np.isnan(implicit.interactions["rating"].iloc[1])
-    assert np.isfinite(hr.Dataset.from_frames(
-        frame(user_id=[1], item_id=[1], rating=[3.4e38])).interactions["rating"]).all()
+    assert np.isfinite(
+        hr.Dataset.from_frames(frame(user_id=[1], item_id=[1], rating=[3.4e38])).interactions[
+            "rating"
+        ]
+    ).all()
 
 
 def test_timestamps_out_of_range_are_refused() -> None:
@@ -152,3 +155,52 @@ def test_has_timestamps(ds: hr.Dataset) -> None:
     untimed = hr.Dataset.from_frames(frame(user_id=[1, 1], item_id=[1, 2]))
     assert not untimed.has_timestamps
     assert untimed.info()["timestamps"] is False and untimed.info()["first_timestamp"] is None
+
+
+# --------------------------------------------------------------------------- k-core
+def test_k_core_drops_until_stable() -> None:
+    # item 30 has 1 interaction; dropping it leaves user 3 with 1, so user 3 goes too, and then
+    # item 20 (held by users 1 and 3) has 1 left and goes, leaving user 1 with one: a cascade
+    inter = frame(
+        user_id=[1, 1, 2, 2, 2, 3, 3, 4, 4],
+        item_id=[10, 20, 10, 40, 50, 20, 30, 40, 50],
+        timestamp=[1, 2, 3, 4, 5, 6, 7, 8, 9],
+    )
+    items = frame(item_id=[10, 20, 30, 40, 50, 60], title=["A", "B", "C", "D", "E", "F"])
+    ds = hr.Dataset.from_frames(inter, items, name="toy")
+    core = ds.k_core(2)
+    assert core.name == "toy-2core"
+    assert list(core.user_ids) == ["2", "4"] and list(core.item_ids) == ["40", "50"]
+    assert list(core.items["title"]) == ["D", "E"]  # the catalogue's text of kept items
+    assert core.history("2") == ["40", "50"] and core.n_interactions == 4
+    assert core.item_popularity().min() >= 2
+    assert np.bincount(core.interactions["user"]).min() >= 2
+    # the original is untouched; k=1 keeps every user and item with an interaction
+    assert ds.n_items == 6 and ds.k_core(1).n_items == 5
+
+
+def test_k_core_keeps_profiles_and_time_order() -> None:
+    inter = frame(user_id=[1, 1, 2, 2], item_id=[10, 20, 20, 10], timestamp=[5, 1, 2, 9])
+    users = frame(user_id=[1, 2, 3], age=[30, 40, 50])
+    ds = hr.Dataset.from_frames(inter, users=users, name="p")
+    core = ds.k_core(2)
+    assert list(core.user_ids) == ["1", "2"] and list(core.users["age"]) == [30, 40]
+    assert core.history("1") == ["20", "10"]  # oldest first, as in the source
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "5", True, None])
+def test_k_core_refuses_a_bad_k(ds: hr.Dataset, bad: object) -> None:
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        ds.k_core(bad)  # type: ignore[arg-type]
+
+
+def test_k_core_that_leaves_nothing_is_an_error(ds: hr.Dataset) -> None:
+    with pytest.raises(ValueError, match="3-core of 'toy' is empty"):
+        ds.k_core(3)
+
+
+def test_k_core_of_ml_latest_small() -> None:
+    core = hr.load_dataset("ml-latest-small").k_core(5)
+    # LlamaRec's table: 610 users, 3,650 items after 5-core filtering
+    assert (core.n_users, core.n_items, core.name) == (610, 3650, "ml-latest-small-5core")
+    assert core.item("1").title == "Toy Story (1995)"

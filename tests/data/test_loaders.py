@@ -805,3 +805,12 @@ def test_failed_download_says_how_to_get_the_files(
     with pytest.raises(DownloadError, match="not in the cache") as info:
         load_dataset("ml-1m", cache_dir=tmp_path, download=False)
     assert "download failed" not in str(info.value)
+
+
+def test_load_dataset_keeps_the_k_core_on_request() -> None:
+    full = load_dataset("ml-latest-small")
+    core = load_dataset("ml-latest-small", k_core=5)
+    assert core.name == "ml-latest-small-5core" and core.n_users == 610 and core.n_items == 3650
+    assert core.n_items < full.n_items
+    with pytest.raises(ValueError, match="k must be"):
+        load_dataset("ml-latest-small", k_core=0)

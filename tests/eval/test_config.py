@@ -58,6 +58,10 @@ REPO = Path(__file__).resolve().parents[2]
         ({"datasets": [""]}, "datasets[0]", "must not be empty"),
         ({"datasets": [{"format": "csv"}]}, "datasets[0]", "'path' or a 'name'"),
         ({"datasets": ["x", {"path": 5}]}, "datasets[1]", "'path' must be a non-empty string"),
+        ({"datasets": [{"name": "x", "k_core": 0}]}, "datasets[0]", "'k_core' must be an integer"),
+        ({"datasets": [{"name": "x", "k_core": "5"}]}, "datasets[0]", "'k_core' must be an"),
+        ({"datasets": [{"name": "x", "k_core": True}]}, "datasets[0]", "'k_core' must be an"),
+        ({"datasets": [{"name": "x", "k_core": 2.0}]}, "datasets[0]", "'k_core' must be an"),
         ({"recommenders": []}, "recommenders", "at least 1 item"),
         ({"recommenders": [5]}, "recommenders[0]", "registry name or a mapping"),
         ({"recommenders": [{"params": {}}]}, "recommenders[0].name", "required"),
@@ -135,9 +139,7 @@ def test_a_config_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".json", ".toml"])
-def test_unreadable_configs_are_config_errors_naming_the_file(
-    tmp_path: Path, suffix: str
-) -> None:
+def test_unreadable_configs_are_config_errors_naming_the_file(tmp_path: Path, suffix: str) -> None:
     missing = tmp_path / f"nope{suffix}"
     with pytest.raises(ConfigError, match="no such file") as info:
         BenchConfig.from_file(missing)
@@ -239,7 +241,11 @@ def test_toml_dataset_tables(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "benchmarks" / "configs").glob("*.json")))
+@pytest.mark.parametrize(
+    "path",
+    sorted((REPO / "benchmarks" / "configs").glob("*.json"))
+    + sorted((REPO / "benchmarks" / "candidates").glob("*.json")),
+)
 def test_committed_benchmark_configs_load(path: Path) -> None:
     assert BenchConfig.from_file(path).datasets
 
@@ -266,9 +272,7 @@ def test_to_dict_round_trips() -> None:
         }
     )
     data = cfg.to_dict()
-    assert data["recommenders"][1] == {
-        "name": "r", "params": {"n": 3}, "label": "r"
-    }
+    assert data["recommenders"][1] == {"name": "r", "params": {"n": 3}, "label": "r"}
     assert json.loads(json.dumps(data))["k"] == [10, 20]  # plain JSON values
     assert BenchConfig.from_dict(data) == cfg
     assert BenchConfig.from_dict(json.loads(json.dumps(data))) == cfg
@@ -299,3 +303,36 @@ def test_config_error_pickles() -> None:
     err = ConfigError(["users: bad", "k: bad"], source="c.json")
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == str(err) and again.problems == err.problems
+
+
+# --------------------------------------------------------------------------- k-core datasets
+def test_a_k_core_dataset_entry() -> None:
+    from hybridrec.eval.config import dataset_k_core, dataset_label
+
+    cfg = BenchConfig.from_dict(
+        {"datasets": ["ml-latest-small", {"name": "ml-latest-small", "k_core": 5}]}
+    )
+    plain, core = cfg.datasets
+    assert plain == "ml-latest-small" and core == {"name": "ml-latest-small", "k_core": 5}
+    assert [dataset_label(d) for d in cfg.datasets] == ["ml-latest-small", "ml-latest-small-5core"]
+    assert [dataset_k_core(d) for d in cfg.datasets] == [None, 5]
+    assert dataset_label({"path": "data/r.csv", "k_core": 10}) == "r.csv-10core"
+    assert dataset_label({"name": "x", "k_core": 5, "label": "mine"}) == "mine"
+    assert BenchConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_k_core_entry_in_toml(tmp_path: Path) -> None:
+    path = tmp_path / "bench.toml"
+    path.write_text(
+        'recommenders = ["popularity"]\n[[datasets]]\nname = "ml-latest-small"\nk_core = 5\n'
+    )
+    assert BenchConfig.from_file(path).datasets == ({"name": "ml-latest-small", "k_core": 5},)
+
+
+def test_the_same_dataset_with_and_without_k_core_has_distinct_labels() -> None:
+    cfg = BenchConfig.from_dict(
+        {"datasets": [{"name": "d"}, {"name": "d", "k_core": 5}, {"name": "d", "k_core": 10}]}
+    )
+    assert len(cfg.datasets) == 3
+    with pytest.raises(ConfigError, match="labels must be unique"):
+        BenchConfig.from_dict({"datasets": [{"name": "d", "k_core": 5}, "d-5core"]})

@@ -1,0 +1,1 @@
+"""hybridrec plugin: implicit-feedback matrix factorisation (ALS, through ``implicit``)."""
