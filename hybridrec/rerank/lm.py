@@ -104,6 +104,7 @@ class LMReranker(Reranker):
             ``negatives_per_positive``, ``n_candidates``, ``max_targets_per_user``, ...).
         candidates: the registered recommender that draws the ranking task's negatives
             (fitted on the same data); default ``"popularity"``.
+        candidates_params: that recommender's parameters.
         item_text: ``"text"`` (the dataset's item texts), ``"title"``, or a list of catalogue
             columns (e.g. ``["title", "description"]``).
         valid_frac: share of users held out for validation (early stopping, best epoch);
@@ -136,6 +137,7 @@ class LMReranker(Reranker):
         prompt: Mapping[str, Any] | None = None,
         samples: Mapping[str, Any] | None = None,
         candidates: str = "popularity",
+        candidates_params: Mapping[str, Any] | None = None,
         item_text: str | Sequence[str] = "text",
         valid_frac: float | None = 0.2,
         valid_examples: int = 200,
@@ -186,6 +188,7 @@ class LMReranker(Reranker):
         self.prompt = dict(prompt or {})
         self.samples = dict(samples or {})
         self.candidates = candidates
+        self.candidates_params = dict(candidates_params or {})
         self.item_text = item_text
         self.valid_frac = valid_frac
         self.valid_examples = valid_examples
@@ -322,7 +325,7 @@ class LMReranker(Reranker):
             return rating_examples(train, **self.samples)
         from hybridrec.registry import create
 
-        generator = create(self.candidates).fit(train)
+        generator = create(self.candidates, **self.candidates_params).fit(train)
         return ranking_examples(train, generator, **{"seed": self.seed, **self.samples})
 
     def _training_texts(

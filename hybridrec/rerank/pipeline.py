@@ -46,7 +46,8 @@ class RerankRecommender(TwoStageRecommender):
         candidates_params: parameters of the generator.
         reranker_params: parameters of :class:`~hybridrec.rerank.lm.LMReranker` (``model``,
             ``head``, ``task``, ``shots``, ``training``, ``prompt``, ...); its ``candidates``
-            (the generator of the ranking task's negatives) defaults to ``candidates``.
+            and ``candidates_params`` (the generator of the ranking task's negatives) default
+            to this recommender's.
         fusion: ``"none"`` (the language model's logit) or ``"lr"`` (see the module docstring;
             needs the reranker's validation data, so ``valid_frac`` must not be None).
         fusion_groups: at most this many lists (targets of validation users, each with the
@@ -101,7 +102,10 @@ class RerankRecommender(TwoStageRecommender):
         self.fusion_ = self._fit_fusion(train) if self.fusion == "lr" else None
 
     def _lm_params(self) -> dict[str, Any]:
-        return {"candidates": self.candidates, "seed": self.seed, **self.reranker_params}
+        own: dict[str, Any] = {"seed": self.seed}
+        if "candidates" not in self.reranker_params:  # else the reranker's own generator
+            own |= {"candidates": self.candidates, "candidates_params": self.candidates_params}
+        return {**own, **self.reranker_params}
 
     # ------------------------------------------------------------------ fusion
     def _fit_fusion(self, train: Dataset) -> np.ndarray:

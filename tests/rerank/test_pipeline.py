@@ -122,6 +122,16 @@ def test_bad_settings_are_refused_before_training() -> None:
         hr.create("rerank", candidates="no-such-recommender")
 
 
+def test_the_lm_draws_its_negatives_from_the_configured_generator() -> None:
+    rec = hr.create("rerank", candidates="itemknn", candidates_params={"neighbours": 7},
+                    reranker_params=TINY)  # fmt: skip
+    lm = rec._lm_params()
+    assert lm["candidates"] == "itemknn" and lm["candidates_params"] == {"neighbours": 7}
+    own = hr.create("rerank", candidates="itemknn", reranker_params={**TINY, "candidates": "ease"})
+    assert own._lm_params()["candidates"] == "ease"  # the reranker's own setting wins
+    assert "candidates_params" not in own._lm_params()  # and not the pipeline's parameters
+
+
 def test_fusion_needs_validation_data(data: hr.Dataset) -> None:
     rec = hr.create("rerank", candidates="popularity", fusion="lr",
                     reranker_params={**TINY, "train": False})  # fmt: skip
