@@ -29,6 +29,7 @@ BUILTINS: dict[str, str] = {
     "embedding": "hybridrec.retrieval.retriever:EmbeddingRetriever",
     "two-stage": "hybridrec.hybrid:TwoStageRecommender",
     "rerank": "hybridrec.rerank.pipeline:RerankRecommender",
+    "prompt": "hybridrec.coldstart.recommender:PromptRecommender",
     "fused": "hybridrec.fused:FusedRecommender",
 }
 

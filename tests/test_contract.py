@@ -16,6 +16,9 @@ CONTRACT_PARAMS: dict[str, dict] = {
         "reranker_params": {"train": False, "item_text": "title", "prompt": {"history_items": 5}}
     },
     "lm": {"train": False},
+    # the cold-start path scores every candidate with SmolLM2; fewer validation users for the
+    # prior's weight keep its fit short
+    "prompt": {"valid_users": 10},
 }
 _FITTED: dict[str, tuple] = {}
 

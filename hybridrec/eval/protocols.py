@@ -91,6 +91,8 @@ def _no_test_users(split: Split) -> str:
 
 
 CHUNK = 128  # users per evaluation batch
+#: what a cold-start user's preference text is written from
+TEXT_SOURCES = ("genres", "titles")
 CALIBRATION_PAIRS = 2000  # training pairs every pairwise score is calibrated on
 
 
@@ -468,14 +470,23 @@ class ColdStart(Protocol):
         with_text: bool,
         seed_items: int = 3,
         split: Split | None = None,
+        text_from: str = "genres",
         **kwargs: Any,
     ) -> None:
-        self.name = "cold-start-text" if with_text else "cold-start"
+        if text_from not in TEXT_SOURCES:
+            raise ValueError(f"text_from must be one of {TEXT_SOURCES}, not {text_from!r}")
+        if not getattr(self, "name", ""):
+            self.name = "cold-start-text" if with_text else "cold-start"
         super().__init__(dataset, **kwargs)
-        self.with_text, self.seed_items = with_text, seed_items
+        self.with_text, self.seed_items, self.text_from = with_text, seed_items, text_from
         asked = (
-            "with a preference text written from the genres and tags of their first "
-            f"{seed_items} liked items (template prompts/cold_start_preference.txt)"
+            (
+                "with a preference text written from the genres and tags of their first "
+                f"{seed_items} liked items (template prompts/cold_start_preference.txt)"
+                if text_from == "genres"
+                else f"with a preference text naming the titles of their first {seed_items} "
+                "liked items (template prompts/cold_start_titles.txt)"
+            )
             if with_text
             else "with no history and no text (their profile only, when the dataset has one)"
         )
@@ -507,10 +518,11 @@ class ColdStart(Protocol):
             shape=(dataset.n_users, dataset.n_items),
         )[self.users]
         seed_items_of = seeds.groupby("user")["item"].apply(list)
+        write = preference_text if text_from == "genres" else titles_text
         self.texts = [
-            preference_text(dataset, seed_items_of.get(int(u), [])) if with_text else None
-            for u in self.users
+            write(dataset, seed_items_of.get(int(u), [])) if with_text else None for u in self.users
         ]
+        self.later = later
         if with_text and not any(self.texts):
             raise ValueError("the catalogue has no genres or tags to write preference texts from")
 
@@ -549,6 +561,118 @@ class ColdStart(Protocol):
             ev.per_user[f"recall@{k}"] = M.recall_at_k(top, self.relevant, k)
         ev.per_user[f"mrr@{kmax}"] = M.mrr_at_k(top, self.relevant, kmax)
         return ev
+
+
+class ColdStartSampled(ColdStart):
+    """The cold-start users of :class:`ColdStart`, each scored on 1 positive + N negatives.
+
+    LLMRank's sampled setting for users with no history: the positive is the first item the
+    user liked after their seed items; the negatives are drawn from the items the user never
+    interacted with, uniformly (``sampling="random"``) or in proportion to training popularity
+    (``"popularity"``), and the list is shuffled (seeded). Each recommender scores the list
+    with :meth:`~hybridrec.recommender.Recommender.score` for the user's context (the same
+    preference text as ``cold-start-text``); ties are broken at random (seeded).
+    """
+
+    def __init__(
+        self, dataset: Dataset, *, negatives: int = 19, sampling: str = "random", **kwargs: Any
+    ) -> None:
+        if sampling not in ("random", "popularity"):
+            raise ValueError(f"sampling must be 'random' or 'popularity', not {sampling!r}")
+        with_text = kwargs.pop("with_text", True)
+        self.name = f"cold-start-sampled-{sampling}" + ("" if with_text else "-notext")
+        super().__init__(dataset, with_text=with_text, **kwargs)
+        self.negatives, self.sampling = negatives, sampling
+        how = "uniformly" if sampling == "random" else "in proportion to training popularity"
+        self.description += (
+            f" Sampled variant: the first item each user liked after the seed items is ranked "
+            f"among {negatives} negatives drawn {how} from the items they never interacted "
+            "with, shuffled; score ties broken at random (seeded). Sampled metrics are NOT "
+            "comparable with full-ranking ones."
+        )
+        first_later = self.later.groupby("user")["item"].first()
+        self.positives = first_later.loc[self.users].to_numpy()
+        all_seen = dataset.matrix("binary").tocsr()
+        pop = self.split.train.item_popularity().astype(np.float64) + 1.0
+        self.candidates = _sample_lists(
+            self.rng, self.users, self.positives, all_seen, pop, negatives, sampling
+        )
+
+    def evaluate(self, rec: Recommender, *, progress: bool = False) -> Evaluation:
+        item_ids = rec.item_ids_
+        contexts = self.contexts()
+        tie_rng = np.random.default_rng(self.seed)
+        ranks = np.empty(len(self.users), dtype=np.int64)
+        rows = list(zip(contexts, self.positives, self.candidates, strict=True))
+        for row, (ctx, pos, cands) in enumerate(
+            _tqdm(rows, enabled=progress, desc=f"{rec.name} {self.name}")
+        ):
+            cands = cands[cands >= 0]
+            scores = np.asarray(rec.score(ctx, list(item_ids[cands]), on_unused="ignore"))
+            ranks[row] = _rank_of(scores, cands == pos, tie_rng)
+        ev = Evaluation()
+        for k in (k for k in self.k if k < self.negatives + 1):
+            hit = ranks <= k
+            ev.per_user[f"hr@{k}"] = hit.astype(np.float64)
+            ev.per_user[f"ndcg@{k}"] = np.where(hit, 1.0 / np.log2(ranks + 1), 0.0)
+        ev.per_user["mrr"] = 1.0 / ranks
+        return ev
+
+
+def _sample_lists(
+    rng: np.random.Generator,
+    users: np.ndarray,
+    positives: np.ndarray,
+    all_seen: sp.csr_matrix,
+    pop: np.ndarray,
+    negatives: int,
+    sampling: str,
+) -> np.ndarray:
+    """Per user: the positive and ``negatives`` sampled unseen items, shuffled (-1 pads)."""
+    out = np.empty((len(users), negatives + 1), dtype=np.int64)
+    n_items = all_seen.shape[1]
+    for row, (user, pos) in enumerate(zip(users, positives, strict=True)):
+        allowed = np.ones(n_items, bool)
+        allowed[all_seen.indices[all_seen.indptr[user] : all_seen.indptr[user + 1]]] = False
+        pool = np.flatnonzero(allowed)
+        p = None if sampling == "random" else pop[pool] / pop[pool].sum()
+        negs = rng.choice(pool, size=min(negatives, len(pool)), replace=False, p=p)
+        cands = np.concatenate([[pos], negs])
+        if len(cands) < negatives + 1:
+            cands = np.concatenate([cands, np.full(negatives + 1 - len(cands), -1)])
+        out[row] = rng.permutation(cands)
+    return out
+
+
+def _rank_of(scores: np.ndarray, is_positive: np.ndarray, tie_rng: np.random.Generator) -> int:
+    """1-based rank of the positive among the scores, ties broken at random; NaN is -inf."""
+    scores = np.where(np.isnan(scores), -np.inf, np.asarray(scores, dtype=np.float64))
+    pos_score = scores[is_positive][0]
+    others = scores[~is_positive]
+    greater = int((others > pos_score).sum())
+    ties = int((others == pos_score).sum())
+    return 1 + greater + int(tie_rng.integers(0, ties + 1))
+
+
+def titles_text(dataset: Dataset, items: Sequence[int]) -> str | None:
+    """A cold-start user's preference text naming the titles of items they liked
+    (template ``cold_start_titles``); None when the items have no titles.
+
+    Example:
+        >>> from hybridrec.contract import synthetic_dataset
+        >>> titles_text(synthetic_dataset(), [0, 1])
+        "I liked 'Sci-fi 0' and 'Sci-fi 1'."
+    """
+    from hybridrec.templates import render
+
+    if "title" not in dataset.items.columns:
+        return None
+    titles = [
+        f"'{t.strip()}'"
+        for t in dataset.items["title"].iloc[list(items)]
+        if isinstance(t, str) and t.strip()
+    ]
+    return render("cold_start_titles", titles=_join(titles)) if titles else None
 
 
 def preference_text(dataset: Dataset, items: Sequence[int], top: int = 3) -> str | None:

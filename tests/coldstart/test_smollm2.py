@@ -63,3 +63,19 @@ def test_real_model_prefers_the_space_film(smollm2) -> None:
     cands = [Candidate("space", SPACE)] + [Candidate(f"r{i}", t) for i, t in enumerate(ROMANCE)]
     result = smollm2.score_permuted(PREFERENCE, cands, orders="all")
     assert int(np.argmax(result.scores)) == 0
+
+
+def test_real_model_pointwise_follows_the_words(smollm2) -> None:
+    """The calibrated pointwise mode (``calibrate=True``) on the same films, titles only:
+    measured once, the space film first for the space preference and last for the romance one
+    (uncalibrated likelihoods prefer 'Pride and Prejudice' whatever the words)."""
+    from hybridrec.coldstart.backends import LocalLM
+    from hybridrec.coldstart.pointwise import PointwiseConfig, PointwiseScorer
+
+    lm = LocalLM(smollm2.model, smollm2.tokenizer, name="smollm2-135m", device="cpu")
+    scorer = PointwiseScorer(lm, PointwiseConfig(noun="movie", calibrate=True))
+    titles = [SPACE.split(":")[0]] + [t.split(":")[0] for t in ROMANCE]
+    space = scorer.score(PREFERENCE, None, titles)
+    romance = scorer.score("romantic comedies and love stories please", None, titles)
+    assert int(np.argmax(space)) == 0
+    assert int(np.argmin(romance)) == 0
