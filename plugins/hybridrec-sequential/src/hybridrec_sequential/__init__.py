@@ -1,0 +1,1 @@
+"""hybridrec plugin: SASRec sequential recommendation."""
