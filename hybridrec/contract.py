@@ -12,7 +12,10 @@ The synthetic data has a known right answer: two taste groups (space sci-fi, rom
 textual descriptions; probe user ``probe-a`` has seen every sci-fi item but ``a0``, and ``a0`` is
 also the most popular item the probe has not seen, so any non-random recommender must put ``a0``
 first. Personalised recommenders must also put ``b0`` first for ``probe-b``, whose unseen items
-are dominated in popularity by the other group.
+are dominated in popularity by the other group. Each group user watches its group's items in a
+rotated order (user ``u`` starts at item ``u``), so that a sequence-aware recommender sees every
+item both following and followed: with one shared order, ``a0`` would never be anyone's next
+item, and a next-item model could not learn the answer.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def synthetic_dataset() -> Dataset:
             user = f"{group}-user{u}"
             for i in range(10):
                 t += 1
-                rows.append((user, f"{group}{i}", 5.0, t))
+                rows.append((user, f"{group}{(i + u) % 10}", 5.0, t))
         for i in range(1, 10):  # the probe has seen everything of its group but item 0
             t += 1
             rows.append((f"probe-{group}", f"{group}{i}", 5.0, t))

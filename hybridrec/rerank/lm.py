@@ -115,7 +115,8 @@ class LMReranker(Reranker):
         device: ``"cpu"``, ``"cuda"``, ...; None = CUDA when available.
         quantize: ``"int8"``: score with a dynamically quantised int8 copy of the model on
             the CPU (:mod:`hybridrec.rerank.quantize`; training and saving use the float
-            model, calibration the copy); None (default): float32.
+            model, calibration the copy); None (default): float32. Measured: 2.5x faster, but
+            it wipes out SmolLM2-135M's signal (AUC 0.585 -> 0.421); measure it on yours.
 
     Example:
         >>> import hybridrec as hr
