@@ -11,6 +11,11 @@ logit, the generator's score, the candidate's log popularity and its (shrunk) me
 fitted on the generator's top ``n_candidates`` lists for targets of the reranker's validation
 users only (users it was not trained on; each history ends before its target), keeping the
 lists that contain their target, as the lists it orders at serving time do when they matter.
+``fusion="weight"`` instead interpolates the standardised logit and generator score,
+``(1 - w) * z(lm) + w * z(generator)``, with ``w`` chosen on the same lists for their NDCG@10
+from a grid that holds the generator alone (``w = 1``); a ``w`` below 1 must beat the generator
+alone by a paired test (:func:`hybridrec.coldstart.fusion.choose_weight`, shared with the
+cold-start stage), so the fused order is never worse on validation than the generator's.
 ``fusion="none"`` (default) ranks by the logit alone.
 :meth:`RerankRecommender.fusion_weights` shows what the regression learnt.
 """
@@ -23,12 +28,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hybridrec.checks import check_int
+from hybridrec.coldstart.fusion import PriorFusion, choose_weight
 from hybridrec.data.dataset import Dataset
 from hybridrec.hybrid import TwoStageRecommender
 from hybridrec.recommender import Request
 from hybridrec.types import UserContext
 
-FUSIONS = ("none", "lr")
+FUSIONS = ("none", "lr", "weight")
 #: the features of the fused score, in the order of :attr:`RerankRecommender.fusion_`
 FUSION_FEATURES = ("lm_logit", "generator_score", "log_popularity", "mean_rating")
 #: settings of the reranker's ranking examples that the fusion's examples share
@@ -48,8 +54,9 @@ class RerankRecommender(TwoStageRecommender):
             ``head``, ``task``, ``shots``, ``training``, ``prompt``, ...); its ``candidates``
             and ``candidates_params`` (the generator of the ranking task's negatives) default
             to this recommender's.
-        fusion: ``"none"`` (the language model's logit) or ``"lr"`` (see the module docstring;
-            needs the reranker's validation data, so ``valid_frac`` must not be None).
+        fusion: ``"none"`` (the language model's logit), ``"lr"`` or ``"weight"`` (see the
+            module docstring; both need the reranker's validation data, so ``valid_frac`` must
+            not be None).
         fusion_groups: at most this many lists (targets of validation users, each with the
             generator's top ``n_candidates``) that the fusion is fitted on; each costs
             ``n_candidates`` language-model scores.
@@ -82,8 +89,10 @@ class RerankRecommender(TwoStageRecommender):
         check_int("fusion_groups", fusion_groups, minimum=2)
         check_int("seed", seed, minimum=0)
         params = dict(reranker_params or {})
-        if fusion == "lr" and "valid_frac" in params and params["valid_frac"] is None:
-            raise ValueError("fusion='lr' is fitted on validation data: valid_frac cannot be None")
+        if fusion != "none" and "valid_frac" in params and params["valid_frac"] is None:
+            raise ValueError(
+                f"fusion={fusion!r} is fitted on validation data: valid_frac cannot be None"
+            )
         super().__init__(candidates, n_candidates, "lm", candidates_params, params)
         self.fusion = fusion
         self.fusion_groups = fusion_groups
@@ -93,13 +102,31 @@ class RerankRecommender(TwoStageRecommender):
         LMReranker(**self._lm_params())  # validates the settings now
         #: coefficients of :data:`FUSION_FEATURES`, then the intercept (``fusion="lr"``)
         self.fusion_: np.ndarray | None = None
+        #: the generator's weight and both standardisations (``fusion="weight"``)
+        self.weighting_: PriorFusion | None = None
+        #: validation NDCG@10 of every weight tried (``fusion="weight"``; not saved)
+        self.weight_table_: dict[float, float] = {}
 
     def _fit(self, train: Dataset) -> None:
         from hybridrec.registry import create, create_reranker
 
         self.source_ = create(self.candidates, **self.candidates_params).fit(train)
         self.reranker_ = create_reranker("lm", **self._lm_params()).fit(train)
-        self.fusion_ = self._fit_fusion(train) if self.fusion == "lr" else None
+        self.fusion_, self.weighting_, self.weight_table_ = None, None, {}
+        if self.fusion == "none":
+            return
+        examples, logits, generator = self._fusion_scores(train)
+        if self.fusion == "lr":
+            self.fusion_ = _logistic_fusion(
+                np.column_stack([logits, generator, *self._item_features(examples.item).T]),
+                examples.label,
+            )
+        else:
+            groups = [np.flatnonzero(examples.group == g) for g in np.unique(examples.group)]
+            self.weighting_, self.weight_table_ = choose_weight(
+                [logits[i] for i in groups], [generator[i] for i in groups],
+                [examples.label[i] == 1 for i in groups],
+            )  # fmt: skip
 
     def _lm_params(self) -> dict[str, Any]:
         own: dict[str, Any] = {"seed": self.seed}
@@ -108,9 +135,8 @@ class RerankRecommender(TwoStageRecommender):
         return {**own, **self.reranker_params}
 
     # ------------------------------------------------------------------ fusion
-    def _fit_fusion(self, train: Dataset) -> np.ndarray:
-        from sklearn.linear_model import LogisticRegression
-
+    def _fusion_scores(self, train: Dataset) -> tuple[Any, np.ndarray, np.ndarray]:
+        """The fusion's lists (see :meth:`_fusion_examples`), their logits and generator scores."""
         examples = self._fusion_examples(train)
         contexts, lists, members = _group_requests(examples)
         lm = self.reranker_.score_candidates(contexts, lists, on_unused="ignore")  # type: ignore[union-attr]
@@ -119,9 +145,7 @@ class RerankRecommender(TwoStageRecommender):
         for idx, a, b in zip(members, lm, gen, strict=True):
             logits[idx] = a
             generator[idx] = np.nan_to_num(np.asarray(b, np.float64), posinf=0.0, neginf=0.0)
-        x = np.column_stack([logits, generator, *self._item_features(examples.item).T])
-        lr = LogisticRegression(C=1.0, max_iter=1000).fit(x, examples.label)
-        return np.concatenate([lr.coef_[0], lr.intercept_]).astype(np.float64)
+        return examples, logits, generator
 
     def _fusion_examples(self, train: Dataset) -> Any:
         """The generator's whole top list for targets of the reranker's validation users.
@@ -136,8 +160,8 @@ class RerankRecommender(TwoStageRecommender):
         validation = getattr(self.reranker_, "validation_", None)
         if validation is None:
             raise ValueError(
-                "fusion='lr' needs validation examples, and the reranker had none (too few "
-                "users, one label only, or train=False); use fusion='none'"
+                f"fusion={self.fusion!r} needs validation examples, and the reranker had none "
+                "(too few users, one label only, or train=False); use fusion='none'"
             )
         samples = self.reranker_.samples  # type: ignore[union-attr]
         examples = ranking_examples(
@@ -148,9 +172,9 @@ class RerankRecommender(TwoStageRecommender):
         groups = np.unique(examples.group)
         if len(groups) < 2:
             raise ValueError(
-                f"fusion='lr': the generator ranks the next item of fewer than 2 validation "
-                f"targets within its top {self.n_candidates}; use fusion='none' or a larger "
-                f"n_candidates"
+                f"fusion={self.fusion!r}: the generator ranks the next item of fewer than 2 "
+                f"validation targets within its top {self.n_candidates}; use fusion='none' or a "
+                f"larger n_candidates"
             )
         rng = np.random.default_rng(self.seed)
         keep = rng.choice(groups, size=min(self.fusion_groups, len(groups)), replace=False)
@@ -167,7 +191,14 @@ class RerankRecommender(TwoStageRecommender):
         return np.column_stack([np.log1p(counts[codes]), shrunk[codes]])
 
     def fusion_weights(self) -> dict[str, float] | None:
-        """The fused score's coefficients by feature name (and ``intercept``), or None."""
+        """The fused score's coefficients by feature name (and ``intercept``), or None.
+
+        With ``fusion="weight"``: ``{"lm_logit": 1 - w, "generator_score": w}`` (of the
+        standardised scores).
+        """
+        if self.weighting_ is not None:
+            w = self.weighting_.weight
+            return {"lm_logit": 1.0 - w, "generator_score": w}
         if self.fusion_ is None:
             return None
         return dict(zip((*FUSION_FEATURES, "intercept"), map(float, self.fusion_), strict=True))
@@ -177,7 +208,7 @@ class RerankRecommender(TwoStageRecommender):
         self, requests: Sequence[Request], candidates: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
         logits = super()._score_candidates(requests, candidates)
-        if self.fusion_ is None:
+        if self.fusion_ is None and self.weighting_ is None:
             return logits
         assert self.source_ is not None and self.item_ids_ is not None
         generator = self.source_.score_candidates(
@@ -188,6 +219,10 @@ class RerankRecommender(TwoStageRecommender):
         out = []
         for lm, gen, codes in zip(logits, generator, candidates, strict=True):
             gen = np.nan_to_num(np.asarray(gen, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+            if self.weighting_ is not None:
+                out.append(self.weighting_.fuse(lm, gen))
+                continue
+            assert w is not None
             x = np.column_stack([lm, gen, *self._item_features(np.asarray(codes)).T])
             out.append(x @ w[:-1] + w[-1])
         return out
@@ -197,11 +232,17 @@ class RerankRecommender(TwoStageRecommender):
         state = super()._state()
         if self.fusion_ is not None:
             state["fusion"] = self.fusion_
+        if self.weighting_ is not None:
+            state["weighting"] = self.weighting_.to_array()
         return state
 
     def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
         super()._load_state(arrays)
-        self.fusion_ = None
+        self.fusion_, self.weighting_ = None, None
+        if self.fusion == "weight":
+            if "weighting" not in arrays:
+                raise ValueError("fusion='weight' but no weighting was saved")
+            self.weighting_ = PriorFusion.from_array(arrays["weighting"])
         if self.fusion == "lr":
             if "fusion" not in arrays:
                 raise ValueError("fusion='lr' but no fusion weights were saved")
@@ -223,3 +264,11 @@ def _group_requests(examples: Any) -> tuple[list[UserContext], list[list[str]], 
         lists.append([str(ids[i]) for i in examples.item[idx]])
         members.append(idx)
     return contexts, lists, members
+
+
+def _logistic_fusion(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Coefficients then intercept of a logistic regression of ``labels`` on ``x``."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit(x, labels)
+    return np.concatenate([lr.coef_[0], lr.intercept_]).astype(np.float64)

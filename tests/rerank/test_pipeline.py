@@ -82,6 +82,27 @@ def test_fusion_is_fitted_on_the_lists_it_will_order(
         assert sorted(data.item_ids[members.item]) == sorted(served)
 
 
+def test_weight_fusion_chooses_on_validation_and_never_trails_the_generator(
+    data: hr.Dataset, tmp_path: Path
+) -> None:
+    rec = hr.create("rerank", candidates="popularity", n_candidates=8, reranker_params=TINY,
+                    fusion="weight")  # fmt: skip
+    rec.fit(data)
+    w = rec.weighting_.weight
+    assert 1.0 in rec.weight_table_ and w in rec.weight_table_
+    # the chosen weight is at least as good on validation as the generator alone
+    assert rec.weight_table_[w] >= rec.weight_table_[1.0]
+    assert rec.fusion_weights() == {"lm_logit": 1.0 - w, "generator_score": w}
+    cands = ["a0", "b0", "b3"]
+    lm = rec.reranker_.score_candidates(["probe-a"], [cands])[0]
+    gen = rec.source_.score_candidates(["probe-a"], [cands])[0]
+    np.testing.assert_allclose(rec.score("probe-a", cands), rec.weighting_.fuse(lm, gen), atol=1e-9)
+    again = hr.load(rec.save(tmp_path / "weighted"))
+    assert again.weighting_ == rec.weighting_
+    before = rec.score("probe-a", cands)
+    np.testing.assert_allclose(again.score("probe-a", cands), before, atol=1e-6)
+
+
 def test_calibrated_probability(fused: RerankRecommender) -> None:
     rr = fused.reranker_
     assert rr.validation_ is not None
@@ -114,6 +135,8 @@ def test_bad_settings_are_refused_before_training() -> None:
         hr.create("rerank", fusion="mean")
     with pytest.raises(ValueError, match="valid_frac"):
         hr.create("rerank", fusion="lr", reranker_params={"valid_frac": None})
+    with pytest.raises(ValueError, match="valid_frac"):
+        hr.create("rerank", fusion="weight", reranker_params={"valid_frac": None})
     with pytest.raises(ValueError, match="head"):
         hr.create("rerank", reranker_params={"head": "regression"})
     with pytest.raises(ValueError, match="n_candidates"):
