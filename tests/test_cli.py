@@ -617,3 +617,26 @@ def test_recommend_profile_alone_is_a_request() -> None:
     assert result.exit_code == 0, result.output
     assert len(result.stdout.strip().splitlines()) == 2
     assert "note: profile ignored: popularity does not read it" in result.stderr
+
+
+def test_recommend_shows_explanations_and_stage_notes(tmp_path: Path, tiny_dirs) -> None:
+    """A saved ``prompt`` model with ``explain=True`` (tiny random GPT-2: any text will do)."""
+    import hybridrec as hr
+    from hybridrec.contract import synthetic_dataset
+
+    rec = hr.create("prompt", model=str(tiny_dirs["gpt2"]), prior_weight=0.0, explain=True,
+                    n_candidates=6)  # fmt: skip
+    folder = rec.fit(synthetic_dataset()).save(tmp_path / "prompt")
+    args = ("recommend", "--model", str(folder), "--text", "space adventures", "-k", "2")
+    doc = json.loads(invoke(*args, "--json").stdout)  # stderr: transformers' progress bars
+    assert [i["rank"] for i in doc["items"]] == [1, 2]
+    assert all("explanation" in i and "notes" in i for i in doc["items"])
+    shown = [i["explanation"] for i in doc["items"] if i["explanation"]]
+    assert shown  # the tiny model writes nonsense, but it writes
+    text = invoke(*args).stdout
+    assert all(f"why: {e}" in text for e in shown)
+    # a long history goes to the retrieval stage: a note on how it was answered, not "unused"
+    history = ",".join(f"a{i}" for i in range(1, 7))
+    result = CliRunner().invoke(main, ["recommend", "--model", str(folder), "--history", history])
+    assert "note: history of 6 items: ranked by embedding" in result.output
+    assert "does not use it" not in result.output
