@@ -8,21 +8,32 @@ For a request with no history or a short one (fewer than ``history_threshold`` i
 2. **Language-model scores**, by ``mode``: ``"pointwise"`` (the default: each title's
    likelihood as the answer, see :mod:`~hybridrec.coldstart.pointwise`),
    ``"listwise"`` (identifiers' next-token logits, :mod:`~hybridrec.coldstart.listwise`,
-   optionally averaged over ``permutations`` seeded orders) or ``"generative"`` (written
+   optionally averaged over ``permutations`` seeded orders; at most 26 candidates, all in one
+   prompt, see below) or ``"generative"`` (written
    titles grounded in the candidates, :mod:`~hybridrec.coldstart.generative`). The user's
    words, profile and the titles of their few items fill the prompt; all text is data.
 3. **Prior fusion** (:mod:`~hybridrec.coldstart.fusion`): the scores are fused with a
    ``"popularity"`` (log count) or ``"retrieval"`` (cosine to the user's words) prior, with
    the weight chosen on validation users (``prior_weight="auto"``) from a grid holding the
    prior alone (a weight below 1 must beat it by a paired test), or given (0: the language
-   model alone; 1: the prior alone, no model run).
+   model alone; 1: the prior alone, no model run). When the weight is 1 (given, chosen by
+   validation, or ``"auto"`` with no validation users) the language model is never run: each
+   recommendation of this stage says so in its ``notes`` (``"prior alone: ..."``), and a
+   weight 1 chosen by validation is logged as a warning with the validation table.
 
 The default mode is ``pointwise`` (uncalibrated) because on ml-latest-small's cold-start
 users SmolLM2-135M showed no listwise-by-index signal and the uncalibrated pointwise score was
 the only one above random (``benchmarks/coldstart/README.md``). Listwise scores are
-log-probabilities *within the list scored*: scoring a subset gives other numbers. A chat model
+log-probabilities *within the list scored*: scoring a subset gives other numbers. So a list is
+scored in one prompt, and the listwise mode takes at most 26 candidates (one single-token
+identifier each, ``A`` to ``Z``): a larger ``n_candidates`` is refused at construction, a
+longer candidate list given to ``recommend``/``score_candidates`` when it is scored (both
+ValueError). A chat model
 (any LangChain ``BaseChatModel``) runs the generative mode only; the other modes with one raise
-ValueError naming the mode (:func:`~hybridrec.coldstart.backends.check_mode`).
+ValueError naming the mode (:func:`~hybridrec.coldstart.backends.check_mode`). A model name
+that is no local folder, alias or (offline) cached hub id is refused at construction, listing
+the aliases (:func:`~hybridrec.coldstart.backends.check_model_name`); the model itself loads at
+``fit`` when it may be used (any weight below 1), so a hub id that cannot load fails there.
 
 Validation users (``prior_weight="auto"``, or a weight strictly between 0 and 1 to measure
 the score scales): up to ``valid_users`` training users with more than ``seed_items`` liked
@@ -55,7 +66,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hybridrec.checks import check_int
-from hybridrec.coldstart.backends import MODES, BackendError, check_mode, make_backend
+from hybridrec.coldstart.backends import (
+    MODES,
+    BackendError,
+    check_mode,
+    check_model_name,
+    make_backend,
+)
 from hybridrec.coldstart.fusion import DEFAULT_GRID, PriorFusion, choose_weight
 from hybridrec.data.dataset import Dataset
 from hybridrec.errors import ModelFileError
@@ -76,13 +93,20 @@ class PromptRecommender(Recommender):
     """The cold-start prompt stage (registry name ``prompt``); see the module's notes.
 
     Args:
-        model: a model name or folder (local causal LM) or a LangChain ``BaseChatModel``.
+        model: a model name or folder (local causal LM) or a LangChain ``BaseChatModel``. A
+            name must be a folder with ``config.json``, an alias (``smollm2-135m``,
+            ``tiny-gpt2``, ...) or a hub id (offline: one in the hub cache); anything else is a
+            ValueError here, listing the aliases.
         mode: ``"pointwise"``, ``"listwise"`` or ``"generative"``.
-        n_candidates: candidates per request.
+        n_candidates: candidates per request (listwise: at most 26, the identifiers ``A`` to
+            ``Z`` of one prompt, since log-probabilities of separate prompts are not
+            comparable; more is a ValueError, as is a longer candidate list given to
+            ``recommend`` or ``score_candidates``).
         popular_share: the share of candidates taken from the most popular items.
         retrieval, retrieval_params: the candidate source's registry name and parameters.
         prior: ``"popularity"`` or ``"retrieval"``.
-        prior_weight: ``"auto"`` (chosen on validation) or a weight in [0, 1].
+        prior_weight: ``"auto"`` (chosen on validation) or a weight in [0, 1]. At weight 1
+            the language model is not used; the recommendations' ``notes`` say so.
         weight_grid: the weights ``"auto"`` tries (1.0 is always added).
         weight_alpha: a weight below 1 must beat the prior alone on validation by a paired
             t-test at this level (None: the plain best; see :mod:`~hybridrec.coldstart.fusion`).
@@ -161,7 +185,13 @@ class PromptRecommender(Recommender):
         from hybridrec.coldstart.scoring import mode_config
 
         self._config = mode_config(mode, noun, self.prompt)  # refuses a bad template now
-        if not isinstance(model, str):
+        if mode == "listwise":
+            from hybridrec.coldstart.scoring import check_listwise_size
+
+            check_listwise_size(self.n_candidates, "candidates (n_candidates)")
+        if isinstance(model, str):
+            check_model_name(model)  # a misspelt name fails here, not at the first request
+        else:
             check_mode(make_backend(model, timeout=timeout), mode)
         self.retriever_: Recommender | None = None
         self.fusion_: PriorFusion | None = None
@@ -191,6 +221,19 @@ class PromptRecommender(Recommender):
     def _uses_lm(self) -> bool:
         return self.fusion_ is None or self.fusion_.weight < 1.0
 
+    def _prior_alone_note(self) -> str | None:
+        """The note on every prompt-path recommendation when the model is not used."""
+        if self.fusion_ is None or self.fusion_.weight < 1.0:
+            return None
+        if self.prior_weight != "auto":
+            why = "prior_weight=1 was given"
+        elif self.validation_:
+            why = "validation chose weight 1"
+        else:
+            why = "no validation users, so weight 1"
+        unused = f"the language model is not used to rank (the {self.prior} prior ranks)"
+        return f"prior alone: {why}, {unused}"
+
     # ------------------------------------------------------------------ fitting
     def _fit(self, train: Dataset) -> None:
         from hybridrec.registry import create
@@ -204,6 +247,8 @@ class PromptRecommender(Recommender):
             self._validate(train)
         else:
             self.fusion_ = PriorFusion(float(w))
+        if self._uses_lm():  # load the model now: a name that cannot load fails at fit
+            self.scorer  # noqa: B018
 
     def _prepare(self) -> None:
         assert self.popularity_ is not None and self.item_ids_ is not None
@@ -218,7 +263,8 @@ class PromptRecommender(Recommender):
         cases = validation_requests(train, self.valid_users, self.seed_items, self.seed)
         if not cases:
             w = 1.0 if self.prior_weight == "auto" else float(self.prior_weight)
-            logger.warning("prompt: no validation users; the prior weight is %g", w)
+            unused = "; the language model is not used" if w >= 1.0 else ""
+            logger.warning("prompt: no validation users; the prior weight is %g%s", w, unused)
             self.fusion_ = PriorFusion(w)
             return
         requests = [
@@ -233,9 +279,22 @@ class PromptRecommender(Recommender):
         if self.prior_weight != "auto":
             fusion = replace(fusion, weight=float(self.prior_weight))
         self.fusion_ = fusion
-        logger.info(
-            "prompt: prior weight %g (validation NDCG@10 %s)", fusion.weight, self.validation_
-        )
+        table = ", ".join(f"{w:g}: {v:.4f}" for w, v in sorted(self.validation_.items()))
+        if fusion.weight >= 1.0:
+            logger.warning(
+                "prompt: validation chose the prior alone (weight 1): the language model %r is "
+                "not used, recommendations are ranked by the %s prior "
+                "(validation NDCG@10 by prior weight: %s)",
+                self.model if isinstance(self.model, str) else type(self.model).__name__,
+                self.prior,
+                table,
+            )
+        else:
+            logger.info(
+                "prompt: prior weight %g (validation NDCG@10 by prior weight: %s)",
+                fusion.weight,
+                table,
+            )
 
     # ------------------------------------------------------------------ candidates
     @property
@@ -283,6 +342,8 @@ class PromptRecommender(Recommender):
         notes: tuple[str, ...] = ()
         if self._delegated(request):
             notes += (f"history of {len(request.history)} items: ranked by {self.retrieval}",)
+        elif not self._is_cold(request) and (alone := self._prior_alone_note()) is not None:
+            notes += (alone,)
         if id(request) in self._failed:
             notes += ("the language model failed: ranked by the prior alone",)
         return notes
@@ -303,6 +364,10 @@ class PromptRecommender(Recommender):
                     self.retriever_.score_candidates([request.user], [ids], on_unused="ignore")[0]
                 )
                 continue
+            if self.mode == "listwise":  # one prompt: refused beyond its identifiers
+                from hybridrec.coldstart.scoring import check_listwise_size
+
+                check_listwise_size(len(codes))
             lm = None
             if self._uses_lm() and len(codes):
                 try:
@@ -338,13 +403,17 @@ class PromptRecommender(Recommender):
         return text, (dict(ctx.profile) if ctx is not None else {})
 
     def _lm_scores(self, request: Request, codes: np.ndarray) -> np.ndarray:
+        from hybridrec.coldstart.prompt import clean_data_text
         from hybridrec.coldstart.scoring import lm_scores
 
         text, profile = self._preference(request)
         order = np.argsort(self._show_key[codes], kind="stable")  # shown in a neutral order
         shown = codes[order]
         facts = tuple(sorted((str(k), str(v)[:1000]) for k, v in profile.items()))
-        key = (text, facts, tuple(shown.tolist()))
+        # keyed on the text as every mode's prompt takes it (cleaned, capped): the scores depend
+        # on nothing more, and a huge text keeps no more than the cap in memory
+        capped = clean_data_text(text, self._config.preference_chars)
+        key = (capped, facts, tuple(shown.tolist()))
         if key not in self._memo:
             titles = [str(self.item_titles_[c]) for c in shown]
             self._memo[key] = lm_scores(self, text, profile, titles)

@@ -3,6 +3,13 @@
 :func:`mode_config` builds (and so checks) a mode's configuration, :func:`make_scorer` puts it
 over a backend, :func:`lm_scores` runs it for the ``prompt`` recommender (permutation
 averaging for listwise, invalid-output counts for generative).
+
+The listwise mode scores a list in *one* prompt, so that its scores (log-probabilities over
+the listed identifiers) are comparable: at most :data:`LISTWISE_MAX` (26) candidates, one
+single-token identifier each (letters ``A``..``Z``; numbers past 9 are several tokens in most
+tokenizers). A longer list is refused (ValueError), never cut into chunks: a chunk's
+log-probabilities are normalised within that chunk (a 4-item chunk's sit near log(1/4)), so
+scores of different chunks cannot be compared.
 """
 
 from __future__ import annotations
@@ -16,7 +23,34 @@ from hybridrec.coldstart.generative import GenerativeConfig, GenerativeRanker
 from hybridrec.coldstart.pointwise import PointwiseConfig, PointwiseScorer
 from hybridrec.coldstart.prompt import LETTERS, Candidate, ListwiseConfig
 
-__all__ = ["ModeScorer", "lm_scores", "make_scorer", "mode_config"]
+__all__ = [
+    "LISTWISE_MAX",
+    "ModeScorer",
+    "check_listwise_size",
+    "lm_scores",
+    "make_scorer",
+    "mode_config",
+]
+
+#: the most candidates the listwise mode ranks (one prompt, one identifier token each)
+LISTWISE_MAX = len(LETTERS)
+
+
+def check_listwise_size(n: int, what: str = "candidates") -> None:
+    """Refuse a listwise list longer than :data:`LISTWISE_MAX` (ValueError naming both).
+
+    Example:
+        >>> check_listwise_size(26)
+        >>> check_listwise_size(30)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: the listwise mode ranks at most 26 candidates in one prompt ..., got 30 ...
+    """
+    if n > LISTWISE_MAX:
+        raise ValueError(
+            f"the listwise mode ranks at most {LISTWISE_MAX} candidates in one prompt (one "
+            f"single-token identifier each, A to Z), got {n} {what}; use fewer "
+            f"(n_candidates <= {LISTWISE_MAX}) or mode='pointwise'"
+        )
 
 
 def mode_config(mode: str, noun: str, overrides: Mapping[str, Any]) -> Any:
@@ -31,7 +65,10 @@ def mode_config(mode: str, noun: str, overrides: Mapping[str, Any]) -> Any:
 
 class ModeScorer:
     """A mode over a backend: ``score(text, profile, titles)`` and ``last`` (the generative
-    mode's last :class:`~hybridrec.coldstart.grounding.GroundingResult`)."""
+    mode's last :class:`~hybridrec.coldstart.grounding.GroundingResult`).
+
+    The listwise mode ranks at most :data:`LISTWISE_MAX` titles, in one prompt (a longer list
+    is a ValueError, see the module's notes)."""
 
     def __init__(self, mode: str, backend: Any, config: Any) -> None:
         self.mode, self.backend, self.config = mode, backend, config
@@ -61,22 +98,20 @@ class ModeScorer:
         if self.mode == "generative":
             scores, self.last = self.impl.score(text, profile, titles)
             return scores
-        out = np.empty(len(titles), dtype=np.float64)
-        for start in range(0, len(titles), len(LETTERS)):  # longer lists: scored in chunks
-            part = [Candidate(str(i), t) for i, t in enumerate(titles[start : start + 26])]
-            if permutations > 1:
-                got = self.impl.score_permuted(
-                    text, part, profile, orders=permutations, seed=seed, fusion=fusion
-                ).scores
-            else:
-                try:
-                    got = self.impl.score(text, part, profile)
-                except ValueError as err:  # text that cleans to nothing: no information
-                    if "empty" not in str(err):
-                        raise
-                    got = np.zeros(len(part))
-            out[start : start + len(part)] = got
-        return out
+        check_listwise_size(len(titles))  # one prompt: scores comparable across the list
+        part = [Candidate(str(i), t) for i, t in enumerate(titles)]
+        if permutations > 1:
+            got = self.impl.score_permuted(
+                text, part, profile, orders=permutations, seed=seed, fusion=fusion
+            ).scores
+        else:
+            try:
+                got = self.impl.score(text, part, profile)
+            except ValueError as err:  # text that cleans to nothing: no information
+                if "empty" not in str(err):
+                    raise
+                got = np.zeros(len(part))
+        return np.asarray(got, dtype=np.float64)
 
 
 def make_scorer(mode: str, backend: Any, config: Any) -> ModeScorer:

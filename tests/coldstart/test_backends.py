@@ -87,3 +87,22 @@ def test_local_generation_returns_text(tiny_lm) -> None:
     text = tiny_lm.generate(tiny_lm.wrap("Name a film."), max_new_tokens=5)
     assert isinstance(text, str)
     assert np.isfinite(tiny_lm.max_length)
+
+
+def test_model_names_are_checked_before_anything_loads(tiny_dirs, tmp_path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    from hybridrec.coldstart.backends import check_model_name, known_aliases
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    assert {"smollm2-135m", "tiny-gpt2"} <= set(known_aliases())
+    check_model_name(str(tiny_dirs["gpt2"]))  # a model folder
+    check_model_name("SmolLM2-135M")  # an alias, any case (nothing converted or loaded)
+    for bad in ("no-such-model", "smollm2-135", "./models/none", "not a hub id"):
+        with pytest.raises(ValueError, match=rf"'{bad}' is not a local folder.*smollm2-135m"):
+            make_backend(bad)  # offline: not in the hub cache either
+    with pytest.raises(ValueError, match="no config.json"):
+        check_model_name(str(tmp_path))
+    with pytest.raises(ValueError, match="empty"):
+        check_model_name("")

@@ -200,3 +200,20 @@ def test_scores_do_not_depend_on_the_candidate_ids(make_scorer) -> None:
     a = scorer.score("crime", [Candidate(str(i), t) for i, t in enumerate(TITLES)])
     b = scorer.score("crime", [Candidate(f"id-{i}", t) for i, t in enumerate(TITLES)])
     np.testing.assert_array_equal(a, b)
+
+
+def test_the_mode_scorer_ranks_one_list_in_one_prompt(tiny_dirs, titles) -> None:
+    """No chunks: per-chunk log-probabilities are not comparable, so more than 26 is refused."""
+    from hybridrec.coldstart.backends import LocalLM
+    from hybridrec.coldstart.scoring import LISTWISE_MAX, ModeScorer
+
+    scorer = ModeScorer("listwise", LocalLM.load(str(tiny_dirs["gpt2"]), device="cpu"), None)
+    many = titles[:LISTWISE_MAX]
+    got = scorer.score("war films", {}, many)
+    want = scorer.impl.score("war films", candidates(many))
+    np.testing.assert_allclose(got, want)  # the whole list, one prompt
+    assert np.exp(got).sum() == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ValueError, match="at most 26 candidates in one prompt.*got 27"):
+        scorer.score("war films", {}, titles[: LISTWISE_MAX + 1])
+    with pytest.raises(ValueError, match="got 30"):
+        scorer.score("war films", {}, titles[:30], permutations=2)

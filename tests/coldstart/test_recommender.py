@@ -36,7 +36,11 @@ def tiny(tiny_dirs) -> str:
 
 @pytest.fixture(scope="module")
 def fitted(tiny, data) -> PromptRecommender:
-    return hr.create("prompt", model=tiny, valid_users=6, n_candidates=8).fit(data)
+    # weight_alpha=None: the plain best weight, which here uses the language model (with the
+    # paired test, 6 users choose the prior alone and the model would never run)
+    return hr.create("prompt", model=tiny, valid_users=6, n_candidates=8, weight_alpha=None).fit(
+        data
+    )
 
 
 def hostile_dataset() -> Dataset:
@@ -83,6 +87,7 @@ def test_the_weight_is_chosen_on_validation_never_below_the_prior(fitted) -> Non
     table = fitted.validation_
     assert 1.0 in table and 0.0 in table
     assert table[fitted.fusion_.weight] >= table[1.0]
+    assert fitted.fusion_.weight < 1.0  # the fixture's model is used (see the fixture)
 
 
 def test_the_prior_alone_never_runs_the_model(tiny, data) -> None:
@@ -203,3 +208,152 @@ def test_save_and_load(fitted, data, tmp_path) -> None:
             atol=1e-4,
         )  # fmt: skip
     assert isinstance(pd.Series(again.validation_).sum(), float)
+
+
+# ---------------------------------------------------------------------- review fixes
+WAR = UserContext(preference_text="war films")
+
+
+def wide_dataset(n_items: int = 40) -> Dataset:
+    """More items than the listwise mode's 26 identifiers; each user likes a run of them."""
+    items = pd.DataFrame(
+        {
+            "item_id": [f"w{i}" for i in range(n_items)],
+            "title": [f"{('War', 'Comedy')[i % 2]} film {i}" for i in range(n_items)],
+            "genres": [[("War", "Comedy")[i % 2]] for i in range(n_items)],
+        }
+    )
+    rows = [
+        (f"u{u}", f"w{(u + j) % n_items}", 5.0, 1_000 * u + j)
+        for u in range(n_items)
+        for j in range(6)
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    return Dataset.from_frames(frame, items, name="wide")
+
+
+def test_listwise_scores_one_prompt_of_at_most_26_candidates(tiny) -> None:
+    # chunks of 26 would give log-probabilities normalised per chunk, not comparable: refused
+    with pytest.raises(ValueError, match=r"at most 26 candidates.*got 30 candidates \(n_cand"):
+        hr.create("prompt", model=tiny, mode="listwise", n_candidates=30)
+    rec = hr.create(
+        "prompt", model=tiny, mode="listwise", prior_weight=0.0, n_candidates=26,
+        popular_share=0.0, retrieval="popularity",
+    ).fit(wide_dataset())  # fmt: skip
+    recs = rec.recommend(WAR, k=26)
+    assert len(recs) == 26 and rec.stats_["lm_requests"] == 1
+    # the LM alone: its scores are log-probabilities over all 26 identifiers of one prompt
+    assert np.exp([r.score for r in recs]).sum() == pytest.approx(1.0, abs=1e-4)
+    ids = [f"w{i}" for i in range(30)]
+    with pytest.raises(ValueError, match="at most 26 candidates in one prompt.*got 30"):
+        rec.score(WAR, ids)
+    with pytest.raises(ValueError, match="at most 26 candidates in one prompt.*got 30"):
+        rec.recommend(WAR, k=5, candidates=ids)
+    assert len(rec.score(WAR, ids[:26])) == 26
+    # a long history is ranked by the retrieval stage, whatever the list's length
+    history = UserContext(history=tuple(Interaction(f"w{i}", 5.0) for i in range(30, 36)))
+    assert len(rec.score(history, ids)) == 30
+
+
+def test_the_prior_alone_is_noted_and_warned(tiny, data, caplog) -> None:
+    # validation that can only choose the prior alone (the grid holds 1.0 only)
+    with caplog.at_level("WARNING", logger="hybridrec.coldstart.recommender"):
+        rec = hr.create("prompt", model=tiny, valid_users=6, n_candidates=8, weight_grid=[1.0])
+        rec.fit(data)
+    assert rec.fusion_.weight == 1.0 and list(rec.validation_) == [1.0]
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "validation chose the prior alone (weight 1)" in warned
+    assert "not used" in warned and "1: 0." in warned  # with the validation table
+    asked = rec.stats_["lm_requests"]  # the validation users'
+    recs = rec.recommend(SPACE, k=3)
+    assert {r.stage for r in recs} == {"prompt"} and rec.stats_["lm_requests"] == asked
+    want = "prior alone: validation chose weight 1, the language model is not used"
+    assert all(any(n.startswith(want) for n in r.notes) for r in recs)
+    # other paths keep their own notes: the retrieval stage, the shared popularity fallback
+    assert not any("prior alone" in n for n in rec.recommend("probe-a", k=3)[0].notes)
+    empty = rec.recommend(UserContext(preference_text="   "), k=3)
+    assert {r.stage for r in empty} == {FALLBACK_STAGE} and not empty[0].notes
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hybridrec.coldstart.recommender"):
+        none = hr.create("prompt", model=tiny, valid_users=0).fit(data)
+    assert "no validation users" in caplog.text and "not used" in caplog.text
+    assert (
+        none.recommend(SPACE, k=2)[0]
+        .notes[0]
+        .startswith("prior alone: no validation users, so weight 1, the language model is not used")
+    )
+    given = hr.create("prompt", model=tiny, prior_weight=1.0).fit(data)
+    assert given.recommend(SPACE, k=2)[0].notes[0].startswith("prior alone: prior_weight=1")
+    assert given._lm is None
+
+
+def test_the_prior_alone_note_survives_save_and_load(tiny, data, tmp_path) -> None:
+    rec = hr.create("prompt", model=tiny, valid_users=4, n_candidates=6, weight_grid=[1.0])
+    rec.fit(data).save(tmp_path / "m")
+    again = hr.load(tmp_path / "m")
+    assert again.recommend(SPACE, k=2)[0].notes == rec.recommend(SPACE, k=2)[0].notes
+    assert again._lm is None
+
+
+def test_a_misspelt_model_name_fails_at_construction(tmp_path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as scripts/env.sh
+    aliases = r"smollm2-135m.*tiny-gpt2"
+    with pytest.raises(
+        ValueError, match=rf"model 'no-such-model' is not a local folder.*{aliases}"
+    ):
+        hr.create("prompt", model="no-such-model")
+    with pytest.raises(ValueError, match=rf"no config.json.*{aliases}"):
+        hr.create("prompt", model=str(tmp_path))  # a folder, but no model in it
+    hr.create("prompt", model="TINY-GPT2")  # an alias (any case): nothing loads yet
+    # a hub id already in the (offline) hub cache is accepted
+    repo = tmp_path / "hub" / "models--some-org--some-model"
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    (repo / "snapshots" / "abc" / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    hr.create("prompt", model="some-org/some-model")
+    with pytest.raises(ValueError, match="'some-org/other-model'"):
+        hr.create("prompt", model="some-org/other-model")
+
+
+def test_a_hub_id_that_cannot_load_fails_at_fit(data, monkeypatch) -> None:
+    """Online, a hub id is only known when transformers tries it: at fit, not at recommend."""
+    import huggingface_hub.constants
+    import transformers
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+
+    def not_on_the_hub(name, *args, **kwargs):
+        raise OSError(f"{name} is not a local folder and is not a valid model identifier")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", not_on_the_hub)
+    rec = hr.create("prompt", model="some-org/no-such-model", prior_weight=0.0)
+    with pytest.raises(ValueError, match=r"'some-org/no-such-model' could not be loaded.*tiny"):
+        rec.fit(data)
+    # the prior alone never loads the model, so fits
+    hr.create("prompt", model="some-org/no-such-model", prior_weight=1.0).fit(data)
+
+
+def test_the_memo_keys_on_the_capped_text(tiny, data) -> None:
+    rec = hr.create("prompt", model=tiny, prior_weight=0.0, n_candidates=6, popular_share=1.0)
+    rec.fit(data)
+    cap = rec._config.preference_chars
+    head = "I love space adventures with aliens. " * 100  # past the cap
+    first = rec.score(UserContext(preference_text=head + "x" * 500_000), ["a0", "b0", "a3"])
+    second = rec.score(UserContext(preference_text=head + "y" * 500_000), ["a0", "b0", "a3"])
+    assert rec.stats_["lm_requests"] == 1 and len(rec._memo) == 1  # the same prompt
+    (text, _, _), _ = next(iter(rec._memo.items()))
+    assert len(text) <= cap and text.startswith("I love space")
+    np.testing.assert_array_equal(first, second)
+    rec._memo.clear()  # what the model says for the second text, computed afresh
+    np.testing.assert_array_equal(
+        rec.score(UserContext(preference_text=head + "y" * 500_000), ["a0", "b0", "a3"]), second
+    )
+    # texts that differ within the cap are different prompts
+    rec.score(UserContext(preference_text="I love romance"), ["a0", "b0", "a3"])
+    assert len(rec._memo) == 2
