@@ -22,6 +22,7 @@ cold-start stage), so the fused order is never worse on validation than the gene
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -33,6 +34,8 @@ from hybridrec.data.dataset import Dataset
 from hybridrec.hybrid import TwoStageRecommender
 from hybridrec.recommender import Request
 from hybridrec.types import UserContext
+
+logger = logging.getLogger(__name__)
 
 FUSIONS = ("none", "lr", "weight")
 #: the features of the fused score, in the order of :attr:`RerankRecommender.fusion_`
@@ -127,6 +130,12 @@ class RerankRecommender(TwoStageRecommender):
                 [logits[i] for i in groups], [generator[i] for i in groups],
                 [examples.label[i] == 1 for i in groups],
             )  # fmt: skip
+            if self._generator_alone():
+                logger.warning(
+                    "rerank: fusion='weight' kept the generator alone (validation NDCG@10 by "
+                    "generator weight: %s); the language model will not rank",
+                    {w: round(v, 4) for w, v in self.weight_table_.items()},
+                )
 
     def _lm_params(self) -> dict[str, Any]:
         own: dict[str, Any] = {"seed": self.seed}
@@ -207,7 +216,10 @@ class RerankRecommender(TwoStageRecommender):
     def _score_candidates(
         self, requests: Sequence[Request], candidates: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
-        logits = super()._score_candidates(requests, candidates)
+        if self._generator_alone():  # the language model would not move the order: skip it
+            logits: list[Any] = [None] * len(requests)
+        else:
+            logits = super()._score_candidates(requests, candidates)
         if self.fusion_ is None and self.weighting_ is None:
             return logits
         assert self.source_ is not None and self.item_ids_ is not None
@@ -226,6 +238,18 @@ class RerankRecommender(TwoStageRecommender):
             x = np.column_stack([lm, gen, *self._item_features(np.asarray(codes)).T])
             out.append(x @ w[:-1] + w[-1])
         return out
+
+    def _generator_alone(self) -> bool:
+        return self.weighting_ is not None and self.weighting_.weight >= 1.0
+
+    def _request_notes(self, request: Request) -> tuple[str, ...]:
+        notes = super()._request_notes(request)
+        if self._generator_alone():
+            notes += (
+                "generator alone: fusion='weight' chose weight 1 on validation, the language "
+                "model does not rank",
+            )
+        return notes
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@ fused, trained for real (tiny GPT-2, full fine-tuning) on the contract's synthet
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -96,11 +97,20 @@ def test_weight_fusion_chooses_on_validation_and_never_trails_the_generator(
     cands = ["a0", "b0", "b3"]
     lm = rec.reranker_.score_candidates(["probe-a"], [cands])[0]
     gen = rec.source_.score_candidates(["probe-a"], [cands])[0]
-    np.testing.assert_allclose(rec.score("probe-a", cands), rec.weighting_.fuse(lm, gen), atol=1e-9)
+    fused_scores = rec.score("probe-a", cands)
+    np.testing.assert_allclose(fused_scores, rec.weighting_.fuse(lm, gen), atol=1e-9)
     again = hr.load(rec.save(tmp_path / "weighted"))
     assert again.weighting_ == rec.weighting_
-    before = rec.score("probe-a", cands)
-    np.testing.assert_allclose(again.score("probe-a", cands), before, atol=1e-6)
+    np.testing.assert_allclose(again.score("probe-a", cands), fused_scores, atol=1e-6)
+    # with the generator alone kept, the language model is not run, and the answers say so
+    again.weighting_ = dataclasses.replace(again.weighting_, weight=1.0)
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the language model ran")
+
+    again.reranker_.score_candidates = must_not_run
+    np.testing.assert_allclose(again.score("probe-a", cands), again.weighting_.fuse(None, gen))
+    assert any("generator alone" in n for n in again.recommend("probe-a", k=2)[0].notes)
 
 
 def test_calibrated_probability(fused: RerankRecommender) -> None:
