@@ -484,6 +484,29 @@ def resolve_decoder(name: str) -> str:
     return resolve_model(name, kind="causal-lm")
 
 
+def max_input_length(config: Any, tokenizer: Any = None, default: int = 10**9) -> int:
+    """The longest input a decoder takes, in tokens: the least of the config's position limits
+    (``n_positions``, ``max_position_embeddings``, of its text config when it has one) and the
+    tokenizer's ``model_max_length`` (its "no limit" sentinel ignored); ``default`` without any.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> max_input_length(NS(n_positions=1024), NS(model_max_length=512))
+        512
+    """
+    text = config.get_text_config() if hasattr(config, "get_text_config") else None
+    config = text or config
+    limits = [
+        int(v)
+        for key in ("n_positions", "max_position_embeddings")
+        if isinstance(v := getattr(config, key, None), int) and v > 0
+    ]
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < 10**7:
+        limits.append(model_max)
+    return min(limits) if limits else default
+
+
 def convert_gguf(
     folder: str | os.PathLike[str],
     gguf_file: str,

@@ -203,14 +203,10 @@ class LocalLM:
 
     @property
     def max_length(self) -> int:
-        """The longest input the model takes, in tokens."""
-        cfg = self.model.config
-        limits = [
-            v
-            for k in ("n_positions", "max_position_embeddings")
-            if isinstance(v := getattr(cfg, k, None), int) and v > 0
-        ]
-        return min(limits) if limits else 2048
+        """The longest input the model takes, in tokens (2048 when the config says nothing)."""
+        from hybridrec.models import max_input_length
+
+        return max_input_length(self.model.config, default=2048)
 
     # ------------------------------------------------------------------ scoring
     def continuation_logprobs(

@@ -123,16 +123,9 @@ class ListwiseScorer:
     @property
     def max_length(self) -> int:
         """The longest input the model takes, in tokens."""
-        cfg = self.model.config
-        limits = [
-            v
-            for k in ("n_positions", "max_position_embeddings")
-            if isinstance(v := getattr(cfg, k, None), int) and v > 0
-        ]
-        tok_max = getattr(self.tokenizer, "model_max_length", None)
-        if isinstance(tok_max, int) and 0 < tok_max < 10**7:
-            limits.append(tok_max)
-        return min(limits) if limits else 10**9
+        from hybridrec.models import max_input_length
+
+        return max_input_length(self.model.config, self.tokenizer)
 
     # ------------------------------------------------------------------ prompt
     def _wrap(self, user: str) -> str:

@@ -306,17 +306,9 @@ class Backbone:
     @property
     def max_length(self) -> int:
         """The longest input the model takes, in tokens."""
-        config = self.config.get_text_config() if hasattr(self.config, "get_text_config") else None
-        config = config or self.config
-        limits = [
-            int(v)
-            for key in ("n_positions", "max_position_embeddings")
-            if isinstance(v := getattr(config, key, None), int) and v > 0
-        ]
-        model_max = getattr(self.tokenizer, "model_max_length", None)
-        if isinstance(model_max, int) and 0 < model_max < 10**7:
-            limits.append(model_max)
-        return min(limits) if limits else 10**9
+        from hybridrec.models import max_input_length
+
+        return max_input_length(self.config, self.tokenizer)
 
     @property
     def pad_token_id(self) -> int:
