@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from hybridrec.checks import check_float, check_int
 from hybridrec.data.dataset import Dataset
 from hybridrec.errors import ModelFileError
+from hybridrec.eval import metrics as M
 from hybridrec.recommender import Recommender, Request
 from hybridrec.types import Interaction, UserContext
 
@@ -160,16 +161,21 @@ class FusedRecommender(Recommender):
         sources = [source.fit(fit_on) for source in self._make_sources()]
         lists = [source.recommend_codes(users, self.depth)[0] for source in sources]
         grid = _simplex_grid(len(sources), GRID_STEPS)
-        recalls = [
-            _recall_at(_fuse_codes(lists, w, self.rrf_k), target["item"].to_numpy(), self.tune_k)
-            for w in grid
-        ]
+        items = target["item"].to_numpy()
+        relevant = sp.csr_matrix(
+            (np.ones(len(items)), (np.arange(len(items)), items)), shape=(len(items), train.n_items)
+        )
+
+        def recall(weights: np.ndarray) -> float:  # one target each: recall is the hit rate
+            fused = _fuse_codes(lists, weights, self.rrf_k)
+            return float(M.hit_rate_at_k(fused, relevant, self.tune_k).mean())
+
+        recalls = [recall(w) for w in grid]
         best = max(range(len(grid)), key=lambda i: (recalls[i], -np.ptp(grid[i])))
         logger.info(
             "fused: weights %s chosen on %d validation users (Recall@%d %.4f; equal weights %.4f)",
             np.round(grid[best], 2).tolist(), len(users), self.tune_k, recalls[best],
-            _recall_at(_fuse_codes(lists, np.ones(len(sources)), self.rrf_k),
-                       target["item"].to_numpy(), self.tune_k),
+            recall(np.ones(len(sources))),
         )  # fmt: skip
         return grid[best]
 
@@ -292,8 +298,3 @@ def _fuse_codes(lists: Sequence[np.ndarray], weights: np.ndarray, rrf_k: float) 
              range(len(dense))]  # fmt: skip
     width = max((len(u) for u in union), default=0)
     return rank_lists(union, [dense[row, u] for row, u in enumerate(union)], max(1, width))[0]
-
-
-def _recall_at(ranked: np.ndarray, targets: np.ndarray, k: int) -> float:
-    """Share of rows whose single target is within the first ``k`` codes."""
-    return float((ranked[:, :k] == targets[:, None]).any(axis=1).mean())
