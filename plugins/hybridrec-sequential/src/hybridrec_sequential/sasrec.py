@@ -130,10 +130,14 @@ class SASRecRecommender(Recommender):
         self.device = device
         self.net_: Any = None
         self.sequences_: Sequences | None = None
-        self.trained_: np.ndarray | None = None
         self.training_: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ fitting
+    @property
+    def trained_(self) -> np.ndarray | None:
+        """Which items had training interactions (the others are skipped and rank last)."""
+        return None if self.popularity_ is None else np.asarray(self.popularity_ > 0)
+
     def _torch_device(self) -> Any:
         import torch
 
@@ -166,24 +170,26 @@ class SASRecRecommender(Recommender):
         log = run_training(net, holdout, settings)
         self.net_ = net
         self.sequences_ = seqs
-        self.trained_ = np.asarray(self.popularity_ > 0)
         self.training_ = log.to_dict()
 
     # ------------------------------------------------------------------ scoring
     def _sequence(self, request: Request) -> np.ndarray:
         """The item codes a request is answered from, oldest first, untrained items skipped."""
-        assert self.sequences_ is not None and self.trained_ is not None
+        assert self.sequences_ is not None
         ctx = request.context
         if request.code >= 0 and (ctx is None or not ctx.history):
             return self.sequences_.of(request.code)
-        return request.history[self.trained_[request.history]]
+        trained = self.trained_
+        assert trained is not None
+        return request.history[trained[request.history]]
 
     def _score_sequences(self, seqs: list[np.ndarray]) -> np.ndarray:
         """Dense scores ``(len(seqs), n_items)``; see the class docstring for untrained items."""
         import torch
 
-        assert self.trained_ is not None and self.popularity_ is not None
-        out = np.empty((len(seqs), len(self.trained_)), dtype=np.float64)
+        trained = self.trained_
+        assert trained is not None and self.popularity_ is not None
+        out = np.empty((len(seqs), len(trained)), dtype=np.float64)
         device = self.net_.item_emb.weight.device
         self.net_.eval()
         # one sequence at a time, unpadded: a request's scores never depend on the other
@@ -192,9 +198,9 @@ class SASRecRecommender(Recommender):
             for row, s in enumerate(seqs):
                 seq = torch.from_numpy(pad_left([s], self.max_len)).to(device)
                 out[row] = self.net_.score_last(seq)[0].cpu().numpy()
-        if not self.trained_.all():
-            floor = out[:, self.trained_].min(axis=1, initial=0.0) - 1.0
-            out[:, ~self.trained_] = floor[:, None]
+        if not trained.all():
+            floor = out[:, trained].min(axis=1, initial=0.0) - 1.0
+            out[:, ~trained] = floor[:, None]
         for row, s in enumerate(seqs):
             if not len(s):
                 out[row] = self.popularity_
@@ -206,14 +212,15 @@ class SASRecRecommender(Recommender):
     def _score_all(self, users: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
         # known users: their time-ordered training sequence; others: the history in code order
         # (a binary matrix has no order; requests with an order go through _score_all_requests)
-        assert self.sequences_ is not None and self.trained_ is not None
+        trained = self.trained_
+        assert self.sequences_ is not None and trained is not None
         seqs = []
         for row, code in enumerate(users):
             if code >= 0:
                 seqs.append(self.sequences_.of(int(code)))
             else:
                 items = histories.indices[histories.indptr[row] : histories.indptr[row + 1]]
-                seqs.append(items[self.trained_[items]])
+                seqs.append(items[trained[items]])
         return self._score_sequences(seqs)
 
     def _request_notes(self, request: Request) -> tuple[str, ...]:
@@ -232,7 +239,6 @@ class SASRecRecommender(Recommender):
         return {
             "seq_indptr": self.sequences_.indptr,
             "seq_items": self.sequences_.items,
-            "trained": self.trained_,
             **net,
         }
 
@@ -241,8 +247,7 @@ class SASRecRecommender(Recommender):
 
         n_items = len(self.item_ids_)
         self.sequences_ = Sequences(arrays["seq_indptr"], arrays["seq_items"])
-        self.trained_ = arrays["trained"].astype(bool)
-        if len(self.trained_) != n_items or len(self.sequences_) != len(self.user_ids_):
+        if len(self.sequences_) != len(self.user_ids_):
             raise ValueError("sasrec state does not match the saved catalogue or users")
         net = self._new_net(n_items)
         weights = {k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")}
