@@ -52,6 +52,13 @@ LEARNING_RATES = {"lora": 5e-4, "adalora": 1e-3, "ia3": 3e-3, "full": 3e-5, "top
 #: a run name ending in this also scores the trained model with its int8 copy (quantize="int8");
 #: the copy's AUC is compared with the float model's on the same pairs
 INT8 = "+int8"
+#: ``--show`` names and the prompt switch each turns on
+SIGNALS = {
+    "genres": "show_genres",
+    "ratings": "show_ratings",
+    "popularity": "show_popularity",
+    "mean_rating": "show_mean_rating",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--fusion-pairs", type=int, default=400)
     ap.add_argument("--fusion-users", type=float, default=0.2)
     ap.add_argument("--item-text", default="title", help="title or text")
+    ap.add_argument(
+        "--show",
+        default="",
+        help="signals put into the prompt's text, comma-separated: "
+        f"{', '.join(SIGNALS)} (none by default: titles only)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -79,7 +92,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="keep the rows of an earlier run in --out (same "
         "settings) and run only the missing ones",
     )
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.show = [s for s in args.show.split(",") if s]
+    unknown = sorted(set(args.show) - set(SIGNALS))
+    if unknown:
+        ap.error(f"--show: unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNALS)}")
+    return args
 
 
 def make_protocol(args: argparse.Namespace) -> tuple[PairwiseAUC, hr.Dataset]:
@@ -109,7 +127,10 @@ def make_protocol(args: argparse.Namespace) -> tuple[PairwiseAUC, hr.Dataset]:
 
 def make_reranker(run: str, args: argparse.Namespace) -> tuple[LMReranker, dict[str, Any]]:
     run = run.removesuffix(INT8)
-    prompt = {"history_items": 10, "show_genres": False, "show_ratings": False}
+    prompt = {
+        "history_items": 10,
+        **{switch: name in args.show for name, switch in SIGNALS.items()},
+    }
     common = {
         "model": args.model,
         "task": "rating",
@@ -215,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             f"users, whom the language model never sees; the model fine-tuned on rating "
             f"examples of the other training users ({lm_train.interactions['user'].nunique()} "
             f"users), its prompt the "
-            f"previous 10 {args.item_text}s split liked/disliked. Backbone {args.model}, "
+            f"previous 10 {args.item_text}s split liked/disliked"
+            + (f", with these signals in the text: {', '.join(args.show)}" if args.show else "")
+            + f". Backbone {args.model}, "
             f"{args.epochs:g} epochs at most (early stopping on a user-disjoint 20% validation "
             f"split), {args.threads} torch threads. Fused = one logistic regression on the LM "
             "logit, the item mean and the user mean."
