@@ -440,6 +440,11 @@ def fit_cmd(
     help="Comma-separated item ids: rank only these (needed for a saved reranker).",
 )
 @click.option(
+    "--include-seen",
+    is_flag=True,
+    help="Also rank items already in the user's history (left out by default).",
+)
+@click.option(
     "--on-unused",
     type=click.Choice(["warn", "raise", "ignore"]),
     default="warn",
@@ -462,6 +467,7 @@ def recommend_cmd(
     text: str | None,
     profile: tuple[str, ...],
     candidates: str | None,
+    include_seen: bool,
     on_unused: str,
     k: int,
     as_json: bool,
@@ -469,7 +475,8 @@ def recommend_cmd(
     """Recommend items for a known user, a history of item ids, or free text.
 
     With --model, the saved model answers: -r/--param are refused (they choose what to fit).
-    A saved reranker ranks given items only: pass --candidates.
+    A saved reranker ranks given items only: pass --candidates. Items the user already has are
+    left out, given candidates too, unless --include-seen.
     """
     from hybridrec.errors import HybridrecError
     from hybridrec.reranker import Reranker
@@ -521,6 +528,7 @@ def recommend_cmd(
         recs = rec.recommend(
             target,
             k=k,
+            exclude_seen=not include_seen,
             candidates=cand_ids,
             on_unused="ignore" if on_unused == "warn" else on_unused,
         )
@@ -538,6 +546,12 @@ def recommend_cmd(
         value = titles.loc[item_id]
         return "" if not isinstance(value, str) else value
 
+    if not recs and cand_ids is not None and not include_seen:
+        click.echo(
+            "note: no recommendation: every candidate is already in the user's history "
+            "(pass --include-seen to rank them anyway)",
+            err=True,
+        )
     if as_json:
         items = [
             {

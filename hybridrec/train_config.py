@@ -153,7 +153,7 @@ def _check_reranker(cls: type, params: dict[str, Any]) -> list[str]:
             if k not in known
         ]
         params["prompt"] = {k: v for k, v in params["prompt"].items() if k in known}
-    problems += _check_samples(params)
+    problems += _check_samples(params)  # unknown keys; their values by the construction below
     problems += _construction_problems(cls, params)
     candidates = params.get("candidates")
     if params.get("task", "ranking") == "ranking" and candidates is not None:
@@ -201,18 +201,15 @@ def _construction_problems(cls: type, params: dict[str, Any]) -> list[str]:
 
 
 def _check_samples(params: dict[str, Any]) -> list[str]:
+    """Unknown ``samples`` keys, each named; they are dropped from ``params``."""
     samples = params.get("samples")
-    if not samples:
-        return []
-    from hybridrec.rerank.samples import ranking_examples, rating_examples
-
     task = params.get("task", "ranking")
-    builder = {"ranking": ranking_examples, "rating": rating_examples}.get(task)
-    if builder is None:
+    if not samples or task not in ("ranking", "rating"):
         return []  # an unknown task: reported by the reranker itself
-    known = [
-        n for n, p in inspect.signature(builder).parameters.items() if p.kind is p.KEYWORD_ONLY
-    ]
+    from hybridrec.rerank.samples import sample_param_names
+
+    known = sample_param_names(task)
+    params["samples"] = {k: v for k, v in samples.items() if k in known}
     return [
         f"reranker.samples.{k}: unknown key for the {task} task; known: {', '.join(known)}"
         for k in samples

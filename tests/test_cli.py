@@ -584,6 +584,18 @@ def test_recommend_saved_reranker_with_candidates(saved_models: dict[str, Path])
     assert plain.stdout.split()[1] == "a5"  # a sci-fi history prefers the sci-fi item
 
 
+def test_recommend_seen_candidates_say_why_nothing_came_back(
+    saved_models: dict[str, Path],
+) -> None:
+    args = ["recommend", "--model", str(saved_models["similarity"]), "--user", "a-user0"]
+    seen = CliRunner().invoke(main, [*args, "--candidates", "a1"])
+    assert seen.exit_code == 0, seen.output
+    assert seen.stdout == "" and "--include-seen" in seen.stderr  # a1 is in the history
+    ranked = CliRunner().invoke(main, [*args, "--candidates", "a1,b1", "--include-seen", "--json"])
+    assert ranked.exit_code == 0, ranked.output
+    assert sorted(i["item_id"] for i in json.loads(ranked.stdout)["items"]) == ["a1", "b1"]
+
+
 def test_recommend_saved_reranker_without_candidates_is_a_clean_error(
     saved_models: dict[str, Path],
 ) -> None:

@@ -200,7 +200,8 @@ def test_wrong_types_are_named(
     tmp_path: Path, data_files: dict[str, Path], no_training: None
 ) -> None:
     config = write_config(
-        tmp_path, data_files, 'batch_size = "eight"\n[reranker.prompt]\nshow_genres = "yes"',
+        tmp_path, data_files, 'batch_size = "eight"\n[reranker.prompt]\nshow_genres = "yes"'
+        "\n[reranker.samples]\nmin_history = -5",
         shots='"many"', head='"decoder"',
     )  # fmt: skip
     result = invoke("train-reranker", config, "--out", tmp_path / "m")
@@ -209,6 +210,7 @@ def test_wrong_types_are_named(
     assert "reranker.head: unknown head 'decoder'" in result.output
     assert "reranker.training.batch_size: input should be a valid integer" in result.output
     assert "reranker.prompt.show_genres: show_genres must be True or False" in result.output
+    assert "reranker.samples: min_history must be at least 0, not -5" in result.output
     assert "Traceback" not in result.output
 
 

@@ -150,12 +150,10 @@ class LocalLM:
     modes: ClassVar[frozenset[str]] = frozenset(MODES)
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str = "", device: Any = None) -> None:
-        import torch
-
-        from hybridrec.rerank.backbone import default_device
+        from hybridrec.rerank.backbone import resolve_device
 
         self.name = name or str(getattr(model, "name_or_path", "local model"))
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.chat = bool(getattr(tokenizer, "chat_template", None))

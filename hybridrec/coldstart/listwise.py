@@ -78,13 +78,11 @@ class ListwiseScorer:
         name: str | None = None,
         device: Any = None,
     ) -> None:
-        import torch
-
-        from hybridrec.rerank.backbone import default_device
+        from hybridrec.rerank.backbone import resolve_device
 
         self.config = config or ListwiseConfig()
         self.name = name or str(getattr(model, "name_or_path", ""))
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         if model.get_output_embeddings() is None:

@@ -68,6 +68,30 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a :class:`torch.device`, checked now; None = :func:`default_device`.
+
+    Raises:
+        ValueError: not a device name, or a CUDA device where torch sees no GPU.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device: {err}") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r}, but torch {torch.__version__} sees no CUDA GPU; "
+            "use device='cpu' or None (a GPU when there is one)"
+        )
+    return resolved
+
+
 def plan_batches(
     lengths: Sequence[int],
     *,
@@ -180,7 +204,7 @@ class Backbone:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name if name is not None else str(getattr(model, "name_or_path", ""))
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.model.to(self.device)
         self.model.eval()
         base = _unwrapped(model)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -110,7 +111,8 @@ class LMReranker(Reranker):
         valid_frac: share of users held out for validation (early stopping, best epoch);
             None = no validation.
         valid_examples: at most this many validation examples (scored every epoch).
-        train: fine-tune at fit time; False = zero-shot (with the ``verbalizer`` head).
+        train: fine-tune at fit time; False = zero-shot (with the ``verbalizer`` head; the
+            ``classifier`` head is then a random projection, warned about: a baseline only).
         seed: seeds the head's initialisation, the sampling and the training.
         device: ``"cpu"``, ``"cuda"``, ...; None = CUDA when available.
         quantize: ``"int8"``: score with a dynamically quantised int8 copy of the model on
@@ -173,12 +175,28 @@ class LMReranker(Reranker):
             raise ValueError(f"valid_frac must be in (0, 1) or None, not {valid_frac!r}")
         if not isinstance(train, bool):
             raise TypeError(f"train must be True or False, not {train!r}")
+        if head == "classifier" and not train:
+            warnings.warn(
+                "head='classifier' with train=False scores with a randomly initialised head: "
+                "an untrained baseline, not a recommender; use head='verbalizer' for zero-shot",
+                UserWarning,
+                stacklevel=2,
+            )
         check_int("seed", seed, minimum=0)
         check_int("valid_examples", valid_examples, minimum=2)
+        if samples is not None and not isinstance(samples, Mapping):
+            raise TypeError(f"samples must be a mapping of settings, not {samples!r}")
+        from hybridrec.rerank.samples import check_sample_params
+
+        check_sample_params(task, samples or {})
         from hybridrec.rerank.quantize import QUANTIZATIONS
 
         if quantize not in QUANTIZATIONS:
             raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+        if device is not None:
+            from hybridrec.rerank.backbone import resolve_device
+
+            resolve_device(device)  # a GPU asked for where torch sees none: refused now
         if quantize and device is not None and not str(device).startswith("cpu"):
             raise ValueError(f"quantize='int8' scores on the CPU; it cannot run on {device!r}")
         self.model = model
@@ -299,11 +317,13 @@ class LMReranker(Reranker):
                 self.calibration_ = _platt(logits, np.array([label for _, label in valid_set]))
 
     def like_probability(self, user: Any, candidates: Sequence[Any]) -> np.ndarray:
-        """P(the user likes each candidate): the calibrated logits (see the module docstring).
+        """P(the user likes each candidate): the calibrated logits (see the module docstring);
+        the plain sigmoid of the logits when fit had no validation data (``train=False`` or
+        ``valid_frac=None``).
 
         Candidates as for :meth:`rerank` (item ids or :class:`~hybridrec.types.Item`s).
         """
-        scores = self.score_candidates([user], [list(candidates)])[0]
+        scores = self.score_candidates([user], [self._check_candidates(candidates)])[0]
         slope, intercept = self.calibration_
         return 1.0 / (1.0 + np.exp(-(slope * scores + intercept)))
 

@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,10 +183,66 @@ def _history_ranges(dataset: Dataset, ties: str) -> tuple[np.ndarray, np.ndarray
     return start, stop
 
 
-def _check_common(dataset: Dataset, min_history: int, ties: str) -> None:
+def _check_values(
+    min_history: int = 5,
+    ties: str = "order",
+    negatives_per_positive: int | None = 4,
+    n_candidates: int = 20,
+    max_targets_per_user: int | None = 1,
+    seed: int = 0,
+    **flags: Any,
+) -> None:
+    """The example builders' own checks of their settings (no dataset needed)."""
     check_int("min_history", min_history, minimum=0)
     if ties not in TIES:
         raise ValueError(f"ties must be one of {', '.join(TIES)}, not {ties!r}")
+    if negatives_per_positive is not None:
+        check_int("negatives_per_positive", negatives_per_positive, minimum=1)
+    check_int("n_candidates", n_candidates, minimum=1)
+    check_int("seed", seed, minimum=0)
+    if max_targets_per_user is not None:
+        check_int("max_targets_per_user", max_targets_per_user, minimum=1)
+    for name in ("liked_only", "anonymous", "positive_in_list"):
+        if name in flags and not isinstance(flags[name], bool):
+            raise TypeError(f"{name} must be True or False, not {flags[name]!r}")
+
+
+def sample_param_names(task: str) -> list[str]:
+    """The settings (``samples=``) the example builder of ``task`` takes.
+
+    Example:
+        >>> sample_param_names("rating")
+        ['min_history', 'ties']
+    """
+    import inspect
+
+    builder = {"rating": rating_examples, "ranking": ranking_examples}[task]
+    params = inspect.signature(builder).parameters.items()
+    return [n for n, p in params if p.kind is p.KEYWORD_ONLY]
+
+
+def check_sample_params(task: str, params: Mapping[str, Any]) -> None:
+    """Refuse now what the example builder of ``task`` would refuse at fit: unknown keys and
+    bad values.
+
+    Example:
+        >>> check_sample_params("rating", {"min_history": -5})
+        Traceback (most recent call last):
+        ...
+        ValueError: min_history must be at least 0, not -5
+    """
+    known = sample_param_names(task)
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        raise ValueError(
+            f"samples: unknown key(s) {', '.join(map(repr, unknown))} for the {task} task; "
+            f"known: {', '.join(known)}"
+        )
+    _check_values(**{k: v for k, v in params.items() if k != "users"})
+
+
+def _check_common(dataset: Dataset, min_history: int, ties: str) -> None:
+    _check_values(min_history, ties)
     if not dataset.has_timestamps:
         logger.warning(
             "%s has no timestamps: histories follow the file order, not time", dataset.name
@@ -300,12 +356,17 @@ def ranking_examples(
     """
     dataset = _as_dataset(data)
     _check_common(dataset, min_history, ties)
-    if negatives_per_positive is not None:
-        check_int("negatives_per_positive", negatives_per_positive, minimum=1)
-    check_int("n_candidates", n_candidates, minimum=1)
-    check_int("seed", seed, minimum=0)
-    if max_targets_per_user is not None:
-        check_int("max_targets_per_user", max_targets_per_user, minimum=1)
+    _check_values(
+        min_history,
+        ties,
+        negatives_per_positive,
+        n_candidates,
+        max_targets_per_user,
+        seed,
+        liked_only=liked_only,
+        anonymous=anonymous,
+        positive_in_list=positive_in_list,
+    )
     inter = dataset.interactions
     start, stop = _history_ranges(dataset, ties)
     eligible = stop - start >= min_history

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import hybridrec as hr
 from hybridrec.contract import synthetic_dataset
@@ -138,9 +139,20 @@ def test_bad_input(trained: LMReranker, data: hr.Dataset) -> None:
         ({"training": {"strategy": "magic"}}, ValueError),
         ({"prompt": {"history_items": -1}}, ValueError),
         ({"train": "yes"}, TypeError),
+        ({"samples": {"min_history": -5}}, ValueError),  # refused now, not at fit
+        ({"samples": {"foo": 1}}, ValueError),
+        ({"task": "rating", "samples": {"n_candidates": 5}}, ValueError),  # a ranking key
+        ({"samples": {"liked_only": "no"}}, TypeError),
+        ({"samples": [("min_history", 1)]}, TypeError),
+        ({"model": "/no/such/model/folder"}, ModelFileError),
+        ({"device": "cuda:0"} if not torch.cuda.is_available() else {"device": "tpu"}, ValueError),
     ):
         with pytest.raises(error):
-            LMReranker(**kwargs)
+            LMReranker(**kwargs).fit(data) if "model" in kwargs else LMReranker(**kwargs)
+    with pytest.raises(TypeError, match="candidates must be"):  # not 3 one-character ids
+        trained.like_probability("probe-a", "a0b")
+    with pytest.warns(UserWarning, match="randomly initialised head"):
+        LMReranker(head="classifier", train=False)
     implicit = hr.Dataset.from_frames(
         pd.DataFrame(
             {"user_id": [1] * 3 + [2] * 3, "item_id": [1, 2, 3] * 2, "timestamp": range(6)}
