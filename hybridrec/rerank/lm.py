@@ -52,7 +52,7 @@ import numpy as np
 
 from hybridrec.checks import check_int
 from hybridrec.data.dataset import Dataset
-from hybridrec.errors import ModelFileError
+from hybridrec.errors import ModelFileError, NotFittedError
 from hybridrec.recommender import Request
 from hybridrec.reranker import Reranker
 
@@ -324,8 +324,77 @@ class LMReranker(Reranker):
         Candidates as for :meth:`rerank` (item ids or :class:`~hybridrec.types.Item`s).
         """
         scores = self.score_candidates([user], [self._check_candidates(candidates)])[0]
+        return self._calibrated(scores)
+
+    def _calibrated(self, logits: np.ndarray) -> np.ndarray:
         slope, intercept = self.calibration_
-        return 1.0 / (1.0 + np.exp(-(slope * scores + intercept)))
+        return 1.0 / (1.0 + np.exp(-(slope * logits + intercept)))
+
+    def rerank_texts(
+        self,
+        history: Sequence[Any],
+        candidates: Sequence[str],
+        k: int | None = None,
+        *,
+        profile: Mapping[str, Any] | None = None,
+    ) -> list[Any]:
+        """Rank candidate texts for a user given by texts alone: no catalogue, no item ids.
+
+        A zero-shot reranker (``train=False``) needs no :meth:`fit` for this (it loads its
+        model on first use); a fitted or loaded one uses its fine-tuned model, template and
+        calibration. The prompt is built as for catalogue items (same template, budgets and
+        cleaning; signals the texts do not carry, such as genres, are left out).
+
+        Args:
+            history: the user's items, oldest first: a text (liked), or a ``(text, rating)``
+                pair (liked when the rating reaches the like threshold, 4 unless fitted on
+                other data); the last ``history_items`` are shown.
+            candidates: non-empty texts; each is scored, duplicates included.
+            k: how many to return, best first; None = all.
+            profile: optional user attributes, shown when the template has a profile field.
+
+        Returns:
+            :class:`~hybridrec.rerank.texts.RankedText` results, best first; ties keep the
+            order given.
+
+        Example:
+            >>> import hybridrec as hr
+            >>> rr = hr.create_reranker("lm", model="tiny-gpt2", train=False)
+            >>> top = rr.rerank_texts(["Heat (1995)", ("Cats (2019)", 1.0)],
+            ...                       ["Ronin (1998)", "Toy Story (1995)"], k=1)
+            >>> len(top), top[0].rank, 0 < top[0].probability < 1
+            (1, 1, True)
+        """
+        from hybridrec.recommender import check_k
+        from hybridrec.rerank.scoring import score_requests
+        from hybridrec.rerank.texts import RankedText, candidate_texts, history_entries
+
+        texts = candidate_texts(candidates)
+        k = len(texts) if k is None else check_k(k)
+        entries = _recent(history_entries(history, self.like_threshold_), self._history_items())
+        if not texts:
+            return []
+        built = self.builder_.build(entries, texts, dict(profile or {}))
+        prompt = (built.prefix, list(built.suffixes))
+        scores = np.asarray(score_requests(self._scoring_backbone(), [prompt])[0], np.float64)
+        probabilities = self._calibrated(scores)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [
+            RankedText(texts[i], int(i), float(scores[i]), float(probabilities[i]), rank)
+            for rank, i in enumerate(order, 1)
+        ]
+
+    def _history_items(self) -> int:
+        """How many recent history entries the prompt shows; loads a zero-shot model first."""
+        if self.builder_ is None:
+            if self.train:
+                raise NotFittedError(
+                    "this lm reranker trains at fit: fit() or load() it first, or create it "
+                    "with train=False to score texts zero-shot"
+                )
+            self.backbone_ = self._load_backbone()
+            self._make_builder()
+        return int(self.builder_.config.history_items)
 
     def _store_histories(self, train: Dataset) -> None:
         from hybridrec.rerank.samples import _profile
@@ -400,8 +469,7 @@ class LMReranker(Reranker):
             )  # fmt: skip
         else:
             pairs = []
-        n = self.builder_.config.history_items
-        pairs = pairs[max(0, len(pairs) - n) :] if n else []
+        pairs = _recent(pairs, self.builder_.config.history_items)
         return [
             HistoryEntry(
                 cat.item(code),
@@ -544,6 +612,11 @@ class LMReranker(Reranker):
                 "steps": self.result_.steps,
             }
         return out
+
+
+def _recent(entries: list[Any], n: int) -> list[Any]:
+    """The last ``n`` entries (none for n = 0)."""
+    return entries[max(0, len(entries) - n) :] if n else []
 
 
 def _platt(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
