@@ -60,7 +60,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hybridrec.errors import MissingDependencyError, ModelFileError, OutputPathError
+from hybridrec.errors import MissingDependencyError, OutputPathError
 from hybridrec.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,78 @@ def _looks_like_a_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1
 
 
+def known_aliases() -> list[str]:
+    """The spellings of the causal-LM aliases (:data:`ALIASES`).
+
+    Example:
+        >>> "smollm2-135m" in known_aliases() and "tiny-gpt2" in known_aliases()
+        True
+    """
+    return [n for a in ALIASES if a.kind == "causal-lm" for n in a.names]
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("TRANSFORMERS_OFFLINE", "").strip().lower()
+    return bool(constants.HF_HUB_OFFLINE) or flag in {"1", "true", "yes", "on"}
+
+
+def _in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid hub id (HFValidationError)
+        return False
+    return isinstance(found, str)
+
+
+def unknown_model_error(name: str, why: str) -> ValueError:
+    """The error naming a causal-LM ``name`` that cannot load, ``why``, and the aliases."""
+    return ValueError(
+        f"model {name!r} {why}; a local causal LM is a folder holding config.json, a hub id "
+        f"(offline: one already in the hub cache) or an alias: {', '.join(known_aliases())}"
+    )
+
+
+def check_model_name(name: str) -> None:
+    """Refuse a causal-LM name that cannot load, without loading anything.
+
+    Raises:
+        ValueError: an empty name; a folder without ``config.json``; a path (``/``, ``./``,
+            ``~``, ...) to nothing; a name that is no folder, no alias and, with the hub
+            offline, no hub id in the local cache (the message lists the aliases).
+
+    Example:
+        >>> import tempfile
+        >>> check_model_name("tiny-gpt2")  # an alias: fine
+        >>> check_model_name(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: model '...' is a local path with no config.json ... smollm2-135m, ...
+
+        With the hub offline, ``check_model_name("no-such-model")`` is refused the same way.
+    """
+    if not name.strip():
+        raise ValueError("the model name is empty")
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            why = f"is a local path with no config.json ({path.resolve()})"
+            raise unknown_model_error(name, why)
+        return
+    if find_alias(name, "causal-lm") is not None:
+        return
+    if _looks_like_a_path(name):
+        raise unknown_model_error(name, "is not a local folder (no such path)")
+    if _hub_offline() and not _in_hub_cache(name):
+        raise unknown_model_error(
+            name,
+            "is not a local folder, not a known alias, and not in the local hub cache "
+            "(the hub is offline: HF_HUB_OFFLINE is set)",
+        )
+
+
 def resolve_model(
     name: str = DEFAULT_SENTENCE_TRANSFORMER, kind: str = "sentence-transformer"
 ) -> str:
@@ -184,7 +256,6 @@ def resolve_model(
 
     Raises:
         MissingDependencyError: an alias whose package is not installed (names the pip package).
-        ModelFileError: a path (absolute, ``./``, ``~``, ...) to a folder that does not exist.
 
     Example:
         >>> resolve_model("some-org/some-model")
@@ -194,8 +265,6 @@ def resolve_model(
         raise ValueError("empty model name")
     if _is_local(name):
         return str(Path(name).expanduser().resolve())
-    if _looks_like_a_path(name):
-        raise ModelFileError(f"model {name!r}: no such local folder (nor a hub id)")
     alias = find_alias(name, kind)
     if alias is None:
         return name

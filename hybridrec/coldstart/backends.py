@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hybridrec.errors import HybridrecError
+from hybridrec.models import check_model_name, known_aliases, unknown_model_error
 
 logger = logging.getLogger(__name__)
 
@@ -59,82 +60,6 @@ _LOCK = threading.Lock()
 
 class BackendError(HybridrecError, RuntimeError):
     """A backend failed to answer (an exception, a time-out, no text)."""
-
-
-def known_aliases() -> list[str]:
-    """The spellings of the causal-LM aliases (:data:`hybridrec.models.ALIASES`).
-
-    Example:
-        >>> "smollm2-135m" in known_aliases() and "tiny-gpt2" in known_aliases()
-        True
-    """
-    from hybridrec.models import ALIASES
-
-    return [n for a in ALIASES if a.kind == "causal-lm" for n in a.names]
-
-
-def _hub_offline() -> bool:
-    import os
-
-    from huggingface_hub import constants
-
-    flag = os.environ.get("TRANSFORMERS_OFFLINE", "").strip().lower()
-    return bool(constants.HF_HUB_OFFLINE) or flag in {"1", "true", "yes", "on"}
-
-
-def _in_hub_cache(name: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(name, "config.json")
-    except ValueError:  # not a valid hub id (HFValidationError)
-        return False
-    return isinstance(found, str)
-
-
-def _unknown_model(name: str, why: str) -> ValueError:
-    return ValueError(
-        f"model {name!r} {why}; a local causal LM is a folder holding config.json, a hub id "
-        f"(offline: one already in the hub cache) or an alias: {', '.join(known_aliases())}"
-    )
-
-
-def check_model_name(name: str) -> None:
-    """Refuse a local model name that cannot load, without loading anything (see the module).
-
-    Raises:
-        ValueError: an empty name; a folder without ``config.json``; a name that is no folder,
-            no alias and, with the hub offline, no hub id in the local cache (the message lists
-            the aliases).
-
-    Example:
-        >>> import tempfile
-        >>> check_model_name("tiny-gpt2")  # an alias: fine
-        >>> check_model_name(tempfile.mkdtemp())  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ValueError: model '...' is a local path with no config.json ... smollm2-135m, ...
-
-        With the hub offline, ``check_model_name("no-such-model")`` is refused the same way.
-    """
-    from pathlib import Path
-
-    from hybridrec.models import find_alias
-
-    if not name.strip():
-        raise ValueError("the model name is empty")
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise _unknown_model(name, f"is a local path with no config.json ({path.resolve()})")
-        return
-    if find_alias(name, "causal-lm") is not None:
-        return
-    if _hub_offline() and not _in_hub_cache(name):
-        raise _unknown_model(
-            name,
-            "is not a local folder, not a known alias, and not in the local hub cache "
-            "(the hub is offline: HF_HUB_OFFLINE is set)",
-        )
 
 
 class LocalLM:
@@ -178,7 +103,7 @@ class LocalLM:
                 except OSError as err:
                     if isinstance(err, HybridrecError):
                         raise
-                    raise _unknown_model(name, f"could not be loaded ({err})") from err
+                    raise unknown_model_error(name, f"could not be loaded ({err})") from err
                 _LOADED[key] = cls(model, tokenizer, name=name, device=device)
             return _LOADED[key]
 

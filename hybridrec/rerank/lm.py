@@ -193,12 +193,12 @@ class LMReranker(Reranker):
 
         if quantize not in QUANTIZATIONS:
             raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+        if quantize and device is not None and not str(device).startswith("cpu"):
+            raise ValueError(f"quantize='int8' scores on the CPU; it cannot run on {device!r}")
         if device is not None:
             from hybridrec.rerank.backbone import resolve_device
 
             resolve_device(device)  # a GPU asked for where torch sees none: refused now
-        if quantize and device is not None and not str(device).startswith("cpu"):
-            raise ValueError(f"quantize='int8' scores on the CPU; it cannot run on {device!r}")
         self.model = model
         self.head = head
         self.task = task
@@ -272,7 +272,10 @@ class LMReranker(Reranker):
 
     # ------------------------------------------------------------------ fitting
     def _load_backbone(self) -> Any:
+        from hybridrec.models import check_model_name
         from hybridrec.rerank.backbone import Backbone
+
+        check_model_name(self.model)  # a misspelt name or missing folder, named before loading
 
         return Backbone.load(self.model, self.head, seed=self.seed, device=self.device)
 
