@@ -54,7 +54,7 @@ def test_zero_shot_needs_no_fit_and_matches_the_catalogue_path(zero_shot: LMRera
 def test_results_ties_k_and_probabilities(zero_shot: LMReranker) -> None:
     same = zero_shot.rerank_texts(["Heat (1995)"], ["Ronin (1998)", "Ronin (1998)", "Cats"], k=2)
     assert len(same) == 2 and all(0.0 < r.probability < 1.0 for r in same)
-    twins = [r for r in zero_shot.rerank_texts(["Heat (1995)"], ["Ronin", "Ronin"])]
+    twins = zero_shot.rerank_texts(["Heat (1995)"], ["Ronin", "Ronin"])
     assert [r.index for r in twins] == [0, 1]  # equal scores keep the order given
     assert twins[0].score == pytest.approx(twins[1].score, abs=1e-5)
     assert zero_shot.rerank_texts(["Heat (1995)"], []) == []
