@@ -157,7 +157,7 @@ class Reranker(Recommender):
         )[::-1]
         k = len(cands) if k is None else check_k(k)
         scores = self.score_candidates([user], [cands], on_unused=on_unused)[0]
-        order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")[:k]
+        order = best_first(scores, k)
         ids = [_candidate_id(c) for c in cands]
         notes = self._ignored_notes(self.unused_inputs(user))
         return [
@@ -205,3 +205,14 @@ def _candidate_id(candidate: Candidate) -> str:
     from hybridrec.types import normalise_id
 
     return candidate.item_id if isinstance(candidate, Item) else normalise_id(candidate)
+
+
+def best_first(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest scores, best first; ties keep the order given, NaN last.
+
+    Example:
+        >>> best_first(np.array([0.5, np.nan, 0.9, 0.5]), 3).tolist()
+        [2, 0, 3]
+    """
+    return np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")[:k]
+

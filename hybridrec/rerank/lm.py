@@ -54,7 +54,7 @@ from hybridrec.checks import check_int
 from hybridrec.data.dataset import Dataset
 from hybridrec.errors import ModelFileError, NotFittedError
 from hybridrec.recommender import Request
-from hybridrec.reranker import Reranker
+from hybridrec.reranker import Reranker, best_first
 
 logger = logging.getLogger(__name__)
 
@@ -374,21 +374,23 @@ class LMReranker(Reranker):
 
         texts = candidate_texts(candidates)
         k = len(texts) if k is None else check_k(k)
-        entries = _recent(history_entries(history, self.like_threshold_), self._history_items())
+        entries = history_entries(history, self.like_threshold_)
+        builder = self._prompt_builder()
         if not texts:
             return []
-        built = self.builder_.build(entries, texts, dict(profile or {}))
+        entries = _recent(entries, builder.config.history_items)
+        built = builder.build(entries, texts, dict(profile or {}))
         prompt = (built.prefix, list(built.suffixes))
         scores = np.asarray(score_requests(self._scoring_backbone(), [prompt])[0], np.float64)
         probabilities = self._calibrated(scores)
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = best_first(scores, k)
         return [
             RankedText(texts[i], int(i), float(scores[i]), float(probabilities[i]), rank)
             for rank, i in enumerate(order, 1)
         ]
 
-    def _history_items(self) -> int:
-        """How many recent history entries the prompt shows; loads a zero-shot model first."""
+    def _prompt_builder(self) -> Any:
+        """``builder_``; a zero-shot reranker not fitted loads its model and builder first."""
         if self.builder_ is None:
             if self.train:
                 raise NotFittedError(
@@ -397,7 +399,7 @@ class LMReranker(Reranker):
                 )
             self.backbone_ = self._load_backbone()
             self._make_builder()
-        return int(self.builder_.config.history_items)
+        return self.builder_
 
     def _store_histories(self, train: Dataset) -> None:
         from hybridrec.rerank.samples import _profile

@@ -241,8 +241,8 @@ def check_sample_params(task: str, params: Mapping[str, Any]) -> None:
     _check_values(**{k: v for k, v in params.items() if k != "users"})
 
 
-def _check_common(dataset: Dataset, min_history: int, ties: str) -> None:
-    _check_values(min_history, ties)
+def _check_common(dataset: Dataset, **settings: Any) -> None:
+    _check_values(**settings)
     if not dataset.has_timestamps:
         logger.warning(
             "%s has no timestamps: histories follow the file order, not time", dataset.name
@@ -275,7 +275,7 @@ def rating_examples(data: Dataset | Any, *, min_history: int = 5, ties: str = "o
         ([1, 2], [0, 1], [1, 2])
     """
     dataset = _as_dataset(data)
-    _check_common(dataset, min_history, ties)
+    _check_common(dataset, min_history=min_history, ties=ties)
     if not dataset.is_explicit:
         raise DataError(
             f"dataset {dataset.name!r} has no ratings (implicit feedback: every event is "
@@ -355,14 +355,14 @@ def ranking_examples(
         (160, 32)
     """
     dataset = _as_dataset(data)
-    _check_common(dataset, min_history, ties)
-    _check_values(
-        min_history,
-        ties,
-        negatives_per_positive,
-        n_candidates,
-        max_targets_per_user,
-        seed,
+    _check_common(
+        dataset,
+        min_history=min_history,
+        ties=ties,
+        negatives_per_positive=negatives_per_positive,
+        n_candidates=n_candidates,
+        max_targets_per_user=max_targets_per_user,
+        seed=seed,
         liked_only=liked_only,
         anonymous=anonymous,
         positive_in_list=positive_in_list,
