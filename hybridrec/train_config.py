@@ -79,9 +79,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-from hybridrec.eval.config import ConfigError, _check_dataset, _problem, dataset_label
+from hybridrec.eval.config import ConfigError, _check_dataset, dataset_label
 
 WHAT = "train-reranker config"
 #: the reranker's registry name
@@ -172,9 +172,8 @@ def _try(cls: type, kwargs: dict[str, Any], where: str) -> list[str]:
     reranker's TypeError/ValueError attributed to ``where``."""
     try:
         cls(**kwargs)
-    except ValidationError as err:  # TrainingConfig's own checks
-        model = _training_config_class()
-        return [f"reranker.training.{_problem(e, model)}" for e in err.errors()]
+    except ConfigError as err:  # the reranker's settings, each naming its key
+        return _prefixed(err, "reranker")
     except (TypeError, ValueError) as err:
         return [f"{where}: {err}"]
     return []
@@ -221,12 +220,6 @@ def _prompt_config_class() -> type:
     from hybridrec.rerank.prompt import PromptConfig
 
     return PromptConfig
-
-
-def _training_config_class() -> type:
-    from hybridrec.rerank.training import TrainingConfig
-
-    return TrainingConfig
 
 
 # --------------------------------------------------------------------------- the config

@@ -44,15 +44,17 @@ import json
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import ValidationError
 
 from hybridrec.checks import check_int
 from hybridrec.data.dataset import Dataset
 from hybridrec.errors import ModelFileError, NotFittedError
+from hybridrec.eval.config import ConfigError, _problem
 from hybridrec.recommender import Request
 from hybridrec.reranker import Reranker, best_first
 
@@ -74,6 +76,8 @@ DEFAULT_TRAINING: dict[str, Any] = {
 #: prompt settings used unless ``prompt`` overrides them: a short history (fast on CPU, fits
 #: ``tiny-gpt2``'s 512 tokens) and no separate genre tags (the item texts already name them)
 DEFAULT_PROMPT: dict[str, Any] = {"history_tokens": 160, "show_genres": False}
+#: what a ConfigError of the constructor calls the settings
+_SETTINGS = "lm reranker setting"
 #: tokens kept free beside the history budget for the template, the candidate's genres and
 #: signals, when the model's context is too short for the configured budgets
 _TEMPLATE_MARGIN = 48
@@ -245,7 +249,11 @@ class LMReranker(Reranker):
         for key in ("learning_rate", "num_train_epochs", "weight_decay", "warmup_ratio"):
             if isinstance(values.get(key), int) and not isinstance(values[key], bool):
                 values[key] = float(values[key])
-        return TrainingConfig(**values)
+        try:
+            return TrainingConfig(**values)
+        except ValidationError as err:  # one line per key, as the config files get
+            problems = [f"training.{_problem(e, TrainingConfig)}" for e in err.errors()]
+            raise ConfigError(problems, what=_SETTINGS) from None
 
     def prompt_config(self, max_length: int | None = None) -> Any:
         """The :class:`~hybridrec.rerank.prompt.PromptConfig` of the prompts.
@@ -255,6 +263,11 @@ class LMReranker(Reranker):
         """
         from hybridrec.rerank.prompt import PromptConfig, template_for_head
 
+        known = [f.name for f in fields(PromptConfig)]
+        unknown = [f"prompt.{key}: unknown key; known: {', '.join(known)}"
+                   for key in self.prompt if key not in known]  # fmt: skip
+        if unknown:
+            raise ConfigError(unknown, what=_SETTINGS)
         values = {"template": template_for_head(self.head), **DEFAULT_PROMPT, **self.prompt}
         config = PromptConfig(**values)
         if max_length is not None:

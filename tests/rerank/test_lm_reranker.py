@@ -14,6 +14,7 @@ import torch
 import hybridrec as hr
 from hybridrec.contract import synthetic_dataset
 from hybridrec.errors import DataError, ModelFileError, UnknownIdError
+from hybridrec.eval.config import ConfigError
 from hybridrec.rerank.lm import LMReranker
 from hybridrec.types import Interaction, Item, UserContext
 
@@ -52,6 +53,19 @@ def test_registered_with_json_params() -> None:
     import json
 
     json.dumps(rr.get_params())
+
+
+def test_bad_settings_name_their_keys() -> None:
+    with pytest.raises(ConfigError) as err:
+        LMReranker(training={"lerning_rate": 1e-3, "batch_size": 0})
+    assert err.value.problems == [
+        "training.batch_size: input should be greater than or equal to 1 (got 0)",
+        err.value.problems[1],
+    ]
+    assert err.value.problems[1].startswith("training.lerning_rate: unknown key; known: ")
+    assert "learning_rate" in err.value.problems[1]
+    with pytest.raises(ConfigError, match=r"prompt\.histroy: unknown key; known: history_items"):
+        LMReranker(prompt={"histroy": 3})
 
 
 def test_fit_rerank_save_load_identical(
