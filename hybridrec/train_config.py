@@ -168,8 +168,8 @@ def _check_reranker(cls: type, params: dict[str, Any]) -> list[str]:
 
 
 def _try(cls: type, kwargs: dict[str, Any], where: str) -> list[str]:
-    """The problems of ``cls(**kwargs)``: TrainingConfig's each with its key, else the
-    reranker's TypeError/ValueError attributed to ``where``."""
+    """The problems of ``cls(**kwargs)``: the reranker's ConfigError each with its key, else
+    its TypeError/ValueError attributed to ``where``."""
     try:
         cls(**kwargs)
     except ConfigError as err:  # the reranker's settings, each naming its key
