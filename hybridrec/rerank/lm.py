@@ -100,9 +100,11 @@ class LMReranker(Reranker):
         shots: at most this many training examples (few-shot, balanced classes); None = all.
         training: :class:`~hybridrec.rerank.training.TrainingConfig` fields (``strategy``,
             ``learning_rate``, ``num_train_epochs``, ...), over :data:`DEFAULT_TRAINING`;
-            ``seed`` defaults to this reranker's.
+            ``seed`` defaults to this reranker's. An unknown key or a bad value raises a
+            :class:`~hybridrec.eval.config.ConfigError` naming each (``training.<key>: ...``).
         prompt: :class:`~hybridrec.rerank.prompt.PromptConfig` fields (budgets, the signal
-            switches, ``template``; default template by head), over :data:`DEFAULT_PROMPT`.
+            switches, ``template``; default template by head), over :data:`DEFAULT_PROMPT`;
+            an unknown key raises a ``ConfigError`` as ``training`` does.
         samples: keyword arguments of the example builder
             (:func:`~hybridrec.rerank.samples.rating_examples` or
             :func:`~hybridrec.rerank.samples.ranking_examples`: ``min_history``,
