@@ -60,7 +60,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hybridrec.errors import MissingDependencyError, OutputPathError
+from hybridrec.errors import MissingDependencyError, ModelFileError, OutputPathError
 from hybridrec.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -256,6 +256,7 @@ def resolve_model(
 
     Raises:
         MissingDependencyError: an alias whose package is not installed (names the pip package).
+        ModelFileError: a path (absolute, ``./``, ``~``, ...) to a folder that does not exist.
 
     Example:
         >>> resolve_model("some-org/some-model")
@@ -265,6 +266,8 @@ def resolve_model(
         raise ValueError("empty model name")
     if _is_local(name):
         return str(Path(name).expanduser().resolve())
+    if _looks_like_a_path(name):
+        raise ModelFileError(f"model {name!r}: no such local folder (nor a hub id)")
     alias = find_alias(name, kind)
     if alias is None:
         return name

@@ -61,6 +61,10 @@ def test_hub_ids_and_local_folders_pass_through(tmp_path: Path) -> None:
     assert resolve_model("all-minilm-l6-v2", kind="causal-lm") == "all-minilm-l6-v2"
     with pytest.raises(ValueError, match="empty"):
         resolve_model(" ")
+    # a path to nothing is named, not handed to the hub as an id
+    for missing in (str(tmp_path / "absent"), "./no-such-model", "~/no/such/model"):
+        with pytest.raises(ModelFileError, match="no such local folder"):
+            resolve_model(missing)
 
 
 def test_missing_package_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
