@@ -145,14 +145,6 @@ def _check_reranker(cls: type, params: dict[str, Any]) -> list[str]:
             and (k not in _NESTED_TABLES or v is None or isinstance(v, Mapping))
         }
     params = {k: dict(v) if isinstance(v, Mapping) else v for k, v in params.items()}
-    if params.get("prompt"):
-        known = [f.name for f in dataclasses.fields(_prompt_config_class())]
-        problems += [
-            f"reranker.prompt.{k}: unknown key; known: {', '.join(known)}"
-            for k in params["prompt"]
-            if k not in known
-        ]
-        params["prompt"] = {k: v for k, v in params["prompt"].items() if k in known}
     problems += _check_samples(params)  # unknown keys; their values by the construction below
     problems += _construction_problems(cls, params)
     candidates = params.get("candidates")
@@ -214,12 +206,6 @@ def _check_samples(params: dict[str, Any]) -> list[str]:
         for k in samples
         if k not in known
     ]
-
-
-def _prompt_config_class() -> type:
-    from hybridrec.rerank.prompt import PromptConfig
-
-    return PromptConfig
 
 
 # --------------------------------------------------------------------------- the config
